@@ -1,0 +1,233 @@
+/* conv2d.c: 2-D convolution (cross-correlation, NHWC, TensorFlow padding),
+ * forward and backward side by side. Both go through pr_sgemm on patch
+ * matrices built in bounded chunks of whole images (never a full-batch im2col):
+ *   patches (rows, KH*KW*C) @ kernel (KH*KW*C, F) = out (rows, F),
+ * where rows are output pixels (n, i, j) in row-major order. */
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Upper bound on the patch buffer: big enough for efficient GEMM panels. */
+#define PR_CONV_CHUNK_BYTES ((int64_t)12 << 20)
+
+int pr_conv2d_shape_init(pr_conv2d_shape *s, int same_padding)
+{
+    if (!s) return PR_EINVAL;
+    if (s->N < 0 || s->H < 1 || s->W < 1 || s->C < 1 || s->KH < 1 || s->KW < 1 ||
+        s->F < 1 || s->SH < 1 || s->SW < 1)
+        return PR_EINVAL;
+    if (same_padding) {
+        s->OH = (s->H + s->SH - 1) / s->SH;
+        s->OW = (s->W + s->SW - 1) / s->SW;
+        int64_t ph = (s->OH - 1) * s->SH + s->KH - s->H;
+        int64_t pw = (s->OW - 1) * s->SW + s->KW - s->W;
+        s->pad_top = ph > 0 ? ph / 2 : 0;
+        s->pad_left = pw > 0 ? pw / 2 : 0;
+    } else {
+        if (s->KH > s->H || s->KW > s->W) return PR_EINVAL;
+        s->OH = (s->H - s->KH + s->SH) / s->SH;
+        s->OW = (s->W - s->KW + s->SW) / s->SW;
+        s->pad_top = s->pad_left = 0;
+    }
+    return PR_OK;
+}
+
+static int shape_ok(const pr_conv2d_shape *s)
+{
+    if (!s || s->N < 0 || s->H < 1 || s->W < 1 || s->C < 1 || s->KH < 1 ||
+        s->KW < 1 || s->F < 1 || s->SH < 1 || s->SW < 1 || s->OH < 1 ||
+        s->OW < 1 || s->pad_top < 0 || s->pad_left < 0)
+        return 0;
+    int64_t t;
+    return pr_mul_ok(s->N, s->H, &t) && pr_mul_ok(t, s->W, &t) &&
+           pr_mul_ok(t, s->C, &t) && pr_mul_ok(s->N, s->OH, &t) &&
+           pr_mul_ok(t, s->OW, &t) && pr_mul_ok(t, s->F, &t) &&
+           pr_mul_ok(s->KH, s->KW, &t) && pr_mul_ok(t, s->C, &t) &&
+           pr_mul_ok(t, s->F, &t);
+}
+
+/* Images per chunk, and the patch buffer (NULL when the input itself is the
+ * patch matrix: 1x1 kernel, stride 1, no padding). */
+typedef struct {
+    int64_t kdim;      /* KH*KW*C */
+    int64_t pix;       /* OH*OW output pixels per image */
+    int64_t imgs;      /* images per chunk */
+    float *buf;        /* (imgs*pix, kdim) or NULL */
+} conv_plan;
+
+static int is_pointwise(const pr_conv2d_shape *s)
+{
+    return s->KH == 1 && s->KW == 1 && s->SH == 1 && s->SW == 1 &&
+           s->pad_top == 0 && s->pad_left == 0 && s->OH == s->H && s->OW == s->W;
+}
+
+static int plan_init(conv_plan *p, const pr_conv2d_shape *s, int need_buf)
+{
+    p->kdim = s->KH * s->KW * s->C;
+    p->pix = s->OH * s->OW;
+    p->buf = NULL;
+    int64_t per_img = p->pix * p->kdim * (int64_t)sizeof(float);
+    p->imgs = per_img > 0 ? PR_CONV_CHUNK_BYTES / per_img : s->N;
+    if (p->imgs < 1) p->imgs = 1;
+    if (p->imgs > s->N) p->imgs = s->N;
+    if (need_buf && !is_pointwise(s) && s->N > 0) {
+        size_t bytes = (size_t)(p->imgs * per_img);
+        p->buf = (float *)malloc(bytes ? bytes : 1);
+        if (!p->buf) return PR_ENOMEM;
+    }
+    return PR_OK;
+}
+
+/* patches (nimg*OH*OW, KH*KW*C) from images n0..n0+nimg-1 of inp (N,H,W,C). */
+static void im2col(float *patches, const float *inp, const pr_conv2d_shape *s,
+                   int64_t n0, int64_t nimg)
+{
+    const int64_t C = s->C, kdim = s->KH * s->KW * C;
+    const int64_t rows = nimg * s->OH;
+    PR_PARALLEL_FOR(rows * s->OW * kdim)
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t n = n0 + r / s->OH, i = r % s->OH;
+        const float *img = inp + n * s->H * s->W * C;
+        for (int64_t j = 0; j < s->OW; j++) {
+            float *dst = patches + (r * s->OW + j) * kdim;
+            for (int64_t di = 0; di < s->KH; di++) {
+                int64_t h = i * s->SH + di - s->pad_top;
+                for (int64_t dj = 0; dj < s->KW; dj++) {
+                    int64_t w = j * s->SW + dj - s->pad_left;
+                    float *d = dst + (di * s->KW + dj) * C;
+                    if (h < 0 || h >= s->H || w < 0 || w >= s->W)
+                        memset(d, 0, (size_t)C * sizeof(float));
+                    else
+                        memcpy(d, img + (h * s->W + w) * C, (size_t)C * sizeof(float));
+                }
+            }
+        }
+    }
+}
+
+/* dinp for images n0..n0+nimg-1 gathered from dpatches (nimg*OH*OW, kdim):
+ * every input element sums the patch entries that read it, in (di,dj) order,
+ * so each is written by one thread in a fixed order. */
+static void col2im(float *dinp, const float *dpatches, const pr_conv2d_shape *s,
+                   int64_t n0, int64_t nimg)
+{
+    const int64_t C = s->C, kdim = s->KH * s->KW * C;
+    const int64_t rows = nimg * s->H;
+    PR_PARALLEL_FOR(rows * s->W * C)
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t nl = r / s->H, h = r % s->H;
+        float *drow = dinp + ((n0 + nl) * s->H + h) * s->W * C;
+        memset(drow, 0, (size_t)(s->W * C) * sizeof(float));
+        for (int64_t di = 0; di < s->KH; di++) {
+            int64_t ih = h + s->pad_top - di; /* = i * SH */
+            if (ih < 0 || ih % s->SH) continue;
+            int64_t i = ih / s->SH;
+            if (i >= s->OH) continue;
+            for (int64_t w = 0; w < s->W; w++) {
+                float *d = drow + w * C;
+                for (int64_t dj = 0; dj < s->KW; dj++) {
+                    int64_t jw = w + s->pad_left - dj;
+                    if (jw < 0 || jw % s->SW) continue;
+                    int64_t j = jw / s->SW;
+                    if (j >= s->OW) continue;
+                    const float *src = dpatches + ((nl * s->OH + i) * s->OW + j) * kdim +
+                                       (di * s->KW + dj) * C;
+                    for (int64_t c = 0; c < C; c++) d[c] += src[c];
+                }
+            }
+        }
+    }
+}
+
+/* out (N,OH,OW,F) = conv(inp (N,H,W,C), kernel (KH,KW,C,F)) + bias (F) */
+int pr_conv2d_forward(float *out, const float *inp, const float *kernel,
+                      const float *bias, const pr_conv2d_shape *s)
+{
+    if (!shape_ok(s) || !out || !inp || !kernel) return PR_EINVAL;
+    if (s->N == 0) return PR_OK;
+    conv_plan p;
+    int st = plan_init(&p, s, 1);
+    if (st) return st;
+    const int64_t F = s->F;
+    for (int64_t n0 = 0; n0 < s->N && st == PR_OK; n0 += p.imgs) {
+        int64_t nimg = s->N - n0 < p.imgs ? s->N - n0 : p.imgs;
+        int64_t rows = nimg * p.pix;
+        float *o = out + n0 * p.pix * F;
+        const float *patches = p.buf ? p.buf : inp + n0 * s->H * s->W * s->C;
+        if (p.buf) im2col(p.buf, inp, s, n0, nimg);
+        if (bias) {
+            PR_PARALLEL_FOR(rows * F)
+            for (int64_t r = 0; r < rows; r++) memcpy(o + r * F, bias, (size_t)F * sizeof(float));
+        }
+        st = pr_sgemm(0, 0, rows, F, p.kdim, 1.0f, patches, p.kdim, kernel, F,
+                      bias ? 1.0f : 0.0f, o, F);
+    }
+    free(p.buf);
+    return st;
+}
+
+/* Column sums of x (rows, F) into out (F), accumulated in double. */
+static void column_sums(float *out, const float *x, int64_t rows, int64_t F)
+{
+    PR_PARALLEL_FOR(rows * F)
+    for (int64_t f0 = 0; f0 < F; f0 += 16) {
+        int64_t f1 = f0 + 16 < F ? f0 + 16 : F;
+        double acc[16] = {0};
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t f = f0; f < f1; f++) acc[f - f0] += x[r * F + f];
+        for (int64_t f = f0; f < f1; f++) out[f] = (float)acc[f - f0];
+    }
+}
+
+int pr_conv2d_backward(float *dinp, float *dkernel, float *dbias,
+                       const float *dout, const float *inp, const float *kernel,
+                       const pr_conv2d_shape *s)
+{
+    if (!shape_ok(s) || !dout) return PR_EINVAL;
+    if ((dkernel && !inp) || (dinp && !kernel)) return PR_EINVAL;
+    const int64_t F = s->F;
+    conv_plan p;
+    if (s->N == 0) {
+        if (dkernel) memset(dkernel, 0, (size_t)(s->KH * s->KW * s->C * F) * sizeof(float));
+        if (dbias) memset(dbias, 0, (size_t)F * sizeof(float));
+        return PR_OK;
+    }
+    if (dbias) column_sums(dbias, dout, s->N * s->OH * s->OW, F);
+    if (!dkernel && !dinp) return PR_OK;
+    int st = plan_init(&p, s, 1);
+    if (st) return st;
+    int pointwise = p.buf == NULL;
+    float *dpatches = NULL;
+    if (dinp) {
+        if (pointwise) {
+            dpatches = NULL; /* dinp is the patch gradient itself */
+        } else {
+            dpatches = (float *)malloc((size_t)(p.imgs * p.pix * p.kdim) * sizeof(float));
+            if (!dpatches) { free(p.buf); return PR_ENOMEM; }
+        }
+    }
+    for (int64_t n0 = 0; n0 < s->N && st == PR_OK; n0 += p.imgs) {
+        int64_t nimg = s->N - n0 < p.imgs ? s->N - n0 : p.imgs;
+        int64_t rows = nimg * p.pix;
+        const float *d = dout + n0 * p.pix * F;
+        if (dkernel) {
+            const float *patches = pointwise ? inp + n0 * s->H * s->W * s->C : p.buf;
+            if (!pointwise) im2col(p.buf, inp, s, n0, nimg);
+            /* dkernel (kdim,F) (+)= patches^T (kdim,rows) @ dout (rows,F) */
+            st = pr_sgemm(1, 0, p.kdim, F, rows, 1.0f, patches, p.kdim, d, F,
+                          n0 == 0 ? 0.0f : 1.0f, dkernel, F);
+            if (st) break;
+        }
+        if (dinp) {
+            /* dpatches (rows,kdim) = dout (rows,F) @ kernel^T (F,kdim) */
+            float *dp = pointwise ? dinp + n0 * s->H * s->W * s->C : dpatches;
+            st = pr_sgemm(0, 1, rows, p.kdim, F, 1.0f, d, F, kernel, F, 0.0f, dp, p.kdim);
+            if (st) break;
+            if (!pointwise) col2im(dinp, dpatches, s, n0, nimg);
+        }
+    }
+    free(dpatches);
+    free(p.buf);
+    return st;
+}

@@ -1,0 +1,50 @@
+/* dense.c: fully connected layer, forward and backward side by side. */
+#include "internal.h"
+
+#include <string.h>
+
+static int dense_shape_ok(int64_t B, int64_t I, int64_t O)
+{
+    int64_t t;
+    return B >= 0 && I >= 1 && O >= 1 && pr_mul_ok(B, I, &t) &&
+           pr_mul_ok(B, O, &t) && pr_mul_ok(I, O, &t);
+}
+
+/* out (B,O) = inp (B,I) @ weight (I,O) + bias (O) */
+int pr_dense_forward(float *out, const float *inp, const float *weight,
+                     const float *bias, int64_t B, int64_t I, int64_t O)
+{
+    if (!dense_shape_ok(B, I, O) || !out || !inp || !weight) return PR_EINVAL;
+    if (B == 0) return PR_OK;
+    if (bias) {
+        PR_PARALLEL_FOR(B * O)
+        for (int64_t b = 0; b < B; b++) memcpy(out + b * O, bias, (size_t)O * sizeof(float));
+    }
+    return pr_sgemm(0, 0, B, O, I, 1.0f, inp, I, weight, O, bias ? 1.0f : 0.0f, out, O);
+}
+
+/* dinp (B,I) = dout @ weight^T; dweight (I,O) = inp^T @ dout; dbias (O) = sum_b dout */
+int pr_dense_backward(float *dinp, float *dweight, float *dbias,
+                      const float *dout, const float *inp, const float *weight,
+                      int64_t B, int64_t I, int64_t O)
+{
+    if (!dense_shape_ok(B, I, O) || !dout) return PR_EINVAL;
+    if ((dweight && !inp) || (dinp && !weight)) return PR_EINVAL;
+    int st = PR_OK;
+    if (dbias) {
+        PR_PARALLEL_FOR(B * O)
+        for (int64_t o = 0; o < O; o++) {
+            double acc = 0.0;
+            for (int64_t b = 0; b < B; b++) acc += dout[b * O + o];
+            dbias[o] = (float)acc;
+        }
+    }
+    if (dweight) {
+        if (B == 0) memset(dweight, 0, (size_t)(I * O) * sizeof(float));
+        else st = pr_sgemm(1, 0, I, O, B, 1.0f, inp, I, dout, O, 0.0f, dweight, O);
+        if (st) return st;
+    }
+    if (dinp && B > 0)
+        st = pr_sgemm(0, 1, B, I, O, 1.0f, dout, O, weight, O, 0.0f, dinp, I);
+    return st;
+}
