@@ -4,6 +4,7 @@ __version__ = "0.1.0"
 
 from . import _core
 from . import backend, activations, initializers, regularizers, losses, optimizers, layers, callbacks, models, utils
+from . import datasets, interop, testing
 
 from .models import Sequential  # noqa: F401
 

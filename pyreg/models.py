@@ -634,6 +634,23 @@ class Sequential:
             model._input_shape = tuple(config["input_shape"])
         return model
 
+    # --------------------------------------------------------------- saving
+    def save_weights(self, filepath, overwrite=True):
+        """Writes the weights atomically (format: see pyreg.saving)."""
+        from . import saving
+        saving.save_weights(self, filepath, overwrite=overwrite)
+
+    def load_weights(self, filepath):
+        """Reads weights written by save_weights or save; the model is unchanged on any error."""
+        from . import saving
+        saving.load_weights(self, filepath)
+
+    def save(self, filepath, overwrite=True, include_optimizer=True):
+        """Writes architecture, weights, compile settings and optimizer state, so that
+        pyreg.models.load_model resumes training exactly."""
+        from . import saving
+        saving.save_model(self, filepath, overwrite=overwrite, include_optimizer=include_optimizer)
+
     def release_buffers(self):
         """Frees the activation, gradient and batch buffers (kept between calls for speed)."""
         for l in self._layers:
@@ -648,3 +665,9 @@ def _readable_size(nbytes):
         if size < 1024 or unit == units[-1]:
             return f"{size:.2f} {unit}"
         size /= 1024
+
+
+def load_model(filepath, compile=True):
+    """A model written by Sequential.save (no pickle, no code execution)."""
+    from . import saving
+    return saving.load_model(filepath, compile=compile)
