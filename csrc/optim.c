@@ -55,12 +55,24 @@ int pr_adam_update(float *w, float *g, float *m, float *v, float *vhat,
     const float b1p = powf(b1, (float)h->t), b2p = powf(b2, (float)h->t);
     const float alpha = h->lr * sqrtf(1.0f - b2p) / (1.0f - b1p);
     const float omb1 = 1.0f - b1, omb2 = 1.0f - b2;
-    const int amsgrad = h->amsgrad;
+    const int amsgrad = h->amsgrad, prox = h->prox_l1 && l1 != 0.0f;
+    const float alpha_l1 = alpha * l1;
     PR_CHUNKED_LOOP(n, penalty, reg && penalty, {
         for (int64_t i = i0; i < i1; i++) {
-            PR_REG_ELEMENT(i)
+            float gm;
+            if (prox) { /* m without the L1 term; g becomes the full subgradient for v */
+                float w_ = w[i];
+                double wd_ = w_;
+                a1 += wd_ < 0 ? -wd_ : wd_;
+                a2 += wd_ * wd_;
+                gm = g[i] + two_l2 * w_;
+                g[i] = gm + l1 * (float)((w_ > 0.0f) - (w_ < 0.0f));
+            } else {
+                PR_REG_ELEMENT(i)
+                gm = g[i];
+            }
             float gi = g[i];
-            float mi = m[i] + (gi - m[i]) * omb1;
+            float mi = m[i] + (gm - m[i]) * omb1;
             float vi = v[i] + (gi * gi - v[i]) * omb2;
             m[i] = mi;
             v[i] = vi;
@@ -69,7 +81,13 @@ int pr_adam_update(float *w, float *g, float *m, float *v, float *vhat,
                 vhat[i] = vh;
                 vi = vh;
             }
-            w[i] -= (mi * alpha) / (sqrtf(vi) + eps);
+            float wn = w[i] - (mi * alpha) / (sqrtf(vi) + eps);
+            if (prox) { /* soft-threshold by alpha * l1 / (sqrt(v) + eps) */
+                float thr = alpha_l1 / (sqrtf(vi) + eps);
+                float r = (wn < 0.0f ? -wn : wn) - thr;
+                wn = r > 0.0f ? (wn < 0.0f ? -r : r) : 0.0f;
+            }
+            w[i] = wn;
         }
     });
     return PR_OK;
@@ -100,22 +118,6 @@ int pr_sgd_update(float *w, float *g, float *buf, int64_t n, float lr,
                 else w[i] += b;
             }
         });
-    }
-    return PR_OK;
-}
-
-int pr_prox_l1_adam(float *w, const float *v, int64_t n, const pr_adam_hyper *h, float l1)
-{
-    if (!w || !v || !h || n < 0 || h->t < 1 || !(l1 >= 0.0f)) return PR_EINVAL;
-    const float b1p = powf(h->beta_1, (float)h->t), b2p = powf(h->beta_2, (float)h->t);
-    const float alpha_l1 = h->lr * sqrtf(1.0f - b2p) / (1.0f - b1p) * l1;
-    const float eps = h->epsilon;
-    PR_PARALLEL_FOR(n)
-    for (int64_t i = 0; i < n; i++) {
-        float thr = alpha_l1 / (sqrtf(v[i]) + eps);
-        float a = w[i] < 0.0f ? -w[i] : w[i];
-        float r = a - thr;
-        w[i] = r > 0.0f ? (w[i] < 0.0f ? -r : r) : 0.0f;
     }
     return PR_OK;
 }

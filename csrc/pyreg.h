@@ -159,12 +159,21 @@ int pr_reg_backward(float *grad, const float *w, int64_t n, float l1, float l2);
  * Fused with the regularizer when l1 or l2 is nonzero: g is first replaced by
  * g + l1*sign(w) + 2*l2*w (pre-update w; g is updated in place), and the
  * penalty of the pre-update w is added into *penalty (may be NULL).
- * vhat may be NULL unless amsgrad. */
+ * vhat may be NULL unless amsgrad.
+ *
+ * prox_l1 (beyond Keras): the L1 term leaves the first moment; m sees
+ * g + 2*l2*w, v still sees the full subgradient g + l1*sign(w) + 2*l2*w (so
+ * the step size matches the subgradient method's), and after the step
+ *   w = sign(w) * max(|w| - alpha * l1 / (sqrt(v) + eps), 0),
+ * the proximal step of the preconditioned problem: weights whose data gradient
+ * cannot hold them reach exactly 0 and stay there, instead of oscillating
+ * around 0 with amplitude ~alpha as with Keras's subgradient. */
 typedef struct {
     float lr;     /* already decayed */
     float beta_1, beta_2, epsilon;
     int64_t t;    /* local step, iterations + 1 */
     int amsgrad;
+    int prox_l1;  /* beyond Keras: L1 by soft-thresholding, see below */
 } pr_adam_hyper;
 int pr_adam_update(float *w, float *g, float *m, float *v, float *vhat,
                    int64_t n, const pr_adam_hyper *h, float l1, float l2,
@@ -182,11 +191,6 @@ int pr_sgd_update(float *w, float *g, float *buf, int64_t n, float lr,
 /* Proximal L1 (soft-threshold): w = sign(w) * max(|w| - thr, 0). Returns the
  * number of exact zeros in w afterwards in *zeros (may be NULL). */
 int pr_soft_threshold(float *w, int64_t n, float thr, int64_t *zeros);
-
-/* Proximal L1 after an Adam step (the prox of the preconditioned step):
- *   thr_i = alpha_t * l1 / (sqrt(v_i) + eps),  alpha_t = lr sqrt(1-b2^t)/(1-b1^t)
- *   w_i = sign(w_i) * max(|w_i| - thr_i, 0). */
-int pr_prox_l1_adam(float *w, const float *v, int64_t n, const pr_adam_hyper *h, float l1);
 
 /* -------------------------------------------------------------- data path */
 

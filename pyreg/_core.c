@@ -95,8 +95,8 @@ static PyObject *py_set_num_threads(PyObject *self, PyObject *args)
 {
     int n;
     if (!PyArg_ParseTuple(args, "i:set_num_threads", &n)) return NULL;
-    if (n < 0) {
-        PyErr_Format(PyExc_ValueError, "set_num_threads: expected n >= 0 (0 = default), got %d", n);
+    if (n < 0 || n > 1024) { /* thousands of OpenMP threads crash libgomp */
+        PyErr_Format(PyExc_ValueError, "set_num_threads: expected n in [0, 1024] (0 = default), got %d", n);
         return NULL;
     }
     pr_set_num_threads(n);
@@ -427,7 +427,9 @@ static PyObject *py_count_correct(PyObject *self, PyObject *args)
 static int check_factor(float v, const char *name)
 {
     if (v >= 0.0f && v <= 3.4e38f) return 1;
-    PyErr_Format(PyExc_ValueError, "%s: expected a finite factor >= 0, got %g", name, (double)v);
+    char buf[64]; /* PyErr_Format has no %g */
+    snprintf(buf, sizeof buf, "%g", (double)v);
+    PyErr_Format(PyExc_ValueError, "%s: expected a finite factor >= 0, got %s", name, buf);
     return 0;
 }
 
@@ -481,16 +483,16 @@ static PyObject *py_soft_threshold(PyObject *self, PyObject *args)
 
 /* ------------------------------------------------------------ optimizers */
 
-/* adam_update(w, g, m, v, vhat|None, lr, beta_1, beta_2, epsilon, t, amsgrad, l1, l2) -> penalty */
+/* adam_update(w, g, m, v, vhat|None, lr, beta_1, beta_2, epsilon, t, amsgrad, l1, l2, prox_l1=0) -> penalty */
 static PyObject *py_adam_update(PyObject *self, PyObject *args)
 {
     PyObject *wo, *go, *mo, *vo, *vho;
     pr_adam_hyper h;
     long long t;
-    int ams, ok = 1;
+    int ams, prox = 0, ok = 1;
     float l1, l2;
-    if (!PyArg_ParseTuple(args, "OOOOOffffLpff:adam_update", &wo, &go, &mo, &vo, &vho, &h.lr, &h.beta_1,
-                          &h.beta_2, &h.epsilon, &t, &ams, &l1, &l2))
+    if (!PyArg_ParseTuple(args, "OOOOOffffLpff|p:adam_update", &wo, &go, &mo, &vo, &vho, &h.lr, &h.beta_1,
+                          &h.beta_2, &h.epsilon, &t, &ams, &l1, &l2, &prox))
         return NULL;
     PyArrayObject *w = as_f32(wo, "weights", -1, 1);
     PyArrayObject *g = w ? as_f32(go, "gradient", -1, 1) : NULL;
@@ -512,6 +514,7 @@ static PyObject *py_adam_update(PyObject *self, PyObject *args)
     if (!check_factor(l1, "l1") || !check_factor(l2, "l2")) return NULL;
     h.t = t;
     h.amsgrad = ams;
+    h.prox_l1 = prox;
     double pen = 0.0;
     int st;
     Py_BEGIN_ALLOW_THREADS
@@ -545,31 +548,6 @@ static PyObject *py_sgd_update(PyObject *self, PyObject *args)
     Py_END_ALLOW_THREADS
     if (st) return status_error(st, "sgd_update");
     return PyFloat_FromDouble(pen);
-}
-
-/* prox_l1_adam(w, v, lr, beta_1, beta_2, epsilon, t, l1) */
-static PyObject *py_prox_l1_adam(PyObject *self, PyObject *args)
-{
-    PyObject *wo, *vo;
-    pr_adam_hyper h;
-    long long t;
-    float l1;
-    if (!PyArg_ParseTuple(args, "OOffffLf:prox_l1_adam", &wo, &vo, &h.lr, &h.beta_1, &h.beta_2, &h.epsilon, &t, &l1))
-        return NULL;
-    PyArrayObject *w = as_f32(wo, "weights", -1, 1), *v = w ? as_f32(vo, "adam v", -1, 0) : NULL;
-    if (!v || !same_shape(w, v, "adam v") || !check_factor(l1, "l1")) return NULL;
-    if (t < 1) {
-        PyErr_Format(PyExc_ValueError, "prox_l1_adam: expected step t >= 1, got %lld", t);
-        return NULL;
-    }
-    h.t = t;
-    h.amsgrad = 0;
-    int st;
-    Py_BEGIN_ALLOW_THREADS
-    st = pr_prox_l1_adam(F32(w), F32(v), (int64_t)PyArray_SIZE(w), &h, l1);
-    Py_END_ALLOW_THREADS
-    if (st) return status_error(st, "prox_l1_adam");
-    Py_RETURN_NONE;
 }
 
 /* ------------------------------------------------------------- data path */
@@ -645,7 +623,6 @@ static PyMethodDef methods[] = {
     {"soft_threshold", py_soft_threshold, METH_VARARGS, "soft_threshold(w, thr) -> number of zeros"},
     {"adam_update", py_adam_update, METH_VARARGS, "adam_update(w, g, m, v, vhat, lr, b1, b2, eps, t, amsgrad, l1, l2) -> penalty"},
     {"sgd_update", py_sgd_update, METH_VARARGS, "sgd_update(w, g, buf, lr, momentum, nesterov, l1, l2) -> penalty"},
-    {"prox_l1_adam", py_prox_l1_adam, METH_VARARGS, "prox_l1_adam(w, v, lr, b1, b2, eps, t, l1): soft-threshold after Adam"},
     {"gather_rows", py_gather_rows, METH_VARARGS, "gather_rows(src, idx, out): out = float32(src[idx])"},
     {NULL, NULL, 0, NULL},
 };

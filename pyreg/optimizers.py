@@ -7,7 +7,9 @@ one C loop per parameter buffer, fused with the regularizer's gradient.
 
 Beyond Keras, `proximal_l1=True` applies each weight's L1 term by
 soft-thresholding after the step instead of adding l1 * sign(w) to the
-gradient, so weights reach exact zeros (see README, "Proximal L1").
+gradient, so weights reach exact zeros (see README, "Proximal L1"):
+SGD: w = soft(w - lr*g, lr*l1), the proximal gradient step;
+Adam: m without the L1 term, v with it, then w = soft(w - step, alpha*l1/(sqrt(v)+eps)).
 """
 import math
 import numbers
@@ -32,6 +34,7 @@ class Optimizer:
     """Base: holds iterations, decay and the per-weight state (one flat buffer per slot)."""
 
     _slot_names = ()
+    _fused_prox = False  # True when the C update applies proximal L1 itself
 
     def __init__(self, name, learning_rate, kwargs):
         allowed = {"lr", "decay", "clipnorm", "clipvalue", "global_clipnorm", "proximal_l1"}
@@ -115,7 +118,7 @@ class Optimizer:
         for w, g, reg in triples:
             l1 = reg.l1 if reg is not None else 0.0
             l2 = reg.l2 if reg is not None else 0.0
-            if self.proximal_l1 and l1:
+            if self.proximal_l1 and l1 and not self._fused_prox:
                 penalty += _core.reg_penalty(w, l1, 0.0)
                 penalty += self._update(w, g, lr, 0.0, l2)
                 self._prox(w, l1, lr)
@@ -157,6 +160,7 @@ class Adam(Optimizer):
     before bias correction ("epsilon hat"), unlike PyTorch."""
 
     _slot_names = ("m", "v")
+    _fused_prox = True
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False,
                  name="Adam", **kwargs):
@@ -172,13 +176,7 @@ class Adam(Optimizer):
         s = self._slots[id(w)]
         self._last = (w, s)
         return _core.adam_update(w, g, s["m"], s["v"], s.get("vhat"), lr, self.beta_1, self.beta_2,
-                                 self.epsilon, self.iterations + 1, self.amsgrad, l1, l2)
-
-    def _prox(self, w, l1, lr):
-        # prox of the preconditioned step: threshold_i = alpha * l1 / (sqrt(v_i) + eps)
-        s = self._slots[id(w)]
-        _core.prox_l1_adam(w, s["vhat"] if self.amsgrad else s["v"], lr, self.beta_1, self.beta_2,
-                           self.epsilon, self.iterations + 1, l1)
+                                 self.epsilon, self.iterations + 1, self.amsgrad, l1, l2, self.proximal_l1)
 
     def get_config(self):
         cfg = super().get_config()
