@@ -12,7 +12,7 @@ import numpy
 from setuptools import Extension, setup
 
 sources = ["pyreg/_core.c"] + sorted(glob.glob("csrc/*.c"))
-compile_args = ["-std=c11", "-O3", "-fno-strict-aliasing", "-Wall"]
+compile_args = ["-std=c11", "-O3", "-fno-math-errno", "-fno-strict-aliasing", "-Wall"]
 link_args = []
 if sys.platform == "win32":
     compile_args = ["/O2", "/openmp"]

@@ -2,18 +2,33 @@
  *   L1(w) = l1 * sum|w|,  L2(w) = l2 * sum w^2 (no 1/2),  L1L2 = both. */
 #include "internal.h"
 
+#include <math.h>
 #include <stdlib.h>
 
-/* sum over one chunk, in double */
+/* Sum over one chunk, in double, in 8 lanes (lane = index mod 8) added in
+ * order at the end: vectorisable, and the same bits as the fused optimizer
+ * loops in optim.c, which use the same chunks and lanes. */
 static double penalty_chunk(const float *w, int64_t n, float l1, float l2)
 {
-    double a1 = 0.0, a2 = 0.0;
-    for (int64_t i = 0; i < n; i++) {
-        double x = w[i];
-        a1 += x < 0 ? -x : x;
-        a2 += x * x;
+    double a1[8] = {0}, a2[8] = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) {
+            const double x = w[i + j];
+            a1[j] += fabs(x);
+            a2[j] += x * x;
+        }
+    for (; i < n; i++) {
+        const double x = w[i];
+        a1[i & 7] += fabs(x);
+        a2[i & 7] += x * x;
     }
-    return (double)l1 * a1 + (double)l2 * a2;
+    double s1 = 0.0, s2 = 0.0;
+    for (int j = 0; j < 8; j++) {
+        s1 += a1[j];
+        s2 += a2[j];
+    }
+    return (double)l1 * s1 + (double)l2 * s2;
 }
 
 double pr_reg_penalty(const float *w, int64_t n, float l1, float l2)
