@@ -95,6 +95,23 @@ int pr_dense_backward(float *dinp, float *dweight, float *dbias,
                       const float *dout, const float *inp, const float *weight,
                       int64_t B, int64_t n_in, int64_t n_out);
 
+/* ---------------------------------------------------------------- pooling */
+
+typedef struct {
+    int64_t N, H, W, C;        /* input (N,H,W,C) */
+    int64_t PH, PW;            /* window */
+    int64_t SH, SW;            /* strides */
+    int64_t OH, OW;            /* output (N,OH,OW,C) */
+    int64_t pad_top, pad_left; /* padded positions never win */
+} pr_pool2d_shape;
+
+/* OH, OW and padding from the rest, with TensorFlow's valid/same rules. */
+int pr_pool2d_shape_init(pr_pool2d_shape *s, int same_padding);
+/* out[n,i,j,c] = max_{di<PH,dj<PW} inp[n, SH*i+di-pt, SW*j+dj-pl, c] */
+int pr_maxpool2d_forward(float *out, const float *inp, const pr_pool2d_shape *s);
+/* dinp (overwritten) = dout routed to each window's first maximum. */
+int pr_maxpool2d_backward(float *dinp, const float *dout, const float *inp, const pr_pool2d_shape *s);
+
 /* ------------------------------------------------------------ activations */
 
 typedef enum {

@@ -242,6 +242,64 @@ static PyObject *py_conv2d_backward(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* --------------------------------------------------------------- pooling */
+
+static int pool_shape(pr_pool2d_shape *s, PyArrayObject *x, int ph, int pw, int sh, int sw, int same)
+{
+    s->N = DIM(x, 0); s->H = DIM(x, 1); s->W = DIM(x, 2); s->C = DIM(x, 3);
+    s->PH = ph; s->PW = pw; s->SH = sh; s->SW = sw;
+    if (pr_pool2d_shape_init(s, same) != PR_OK) {
+        PyErr_Format(PyExc_ValueError, "max_pooling2d: cannot pool input (%lld, %lld, %lld, %lld) with pool (%d, %d), "
+                     "strides (%d, %d), padding '%s'", (long long)s->N, (long long)s->H, (long long)s->W,
+                     (long long)s->C, ph, pw, sh, sw, same ? "same" : "valid");
+        return 0;
+    }
+    return 1;
+}
+
+/* maxpool2d_forward(x, out, ph, pw, sh, sw, same) */
+static PyObject *py_maxpool2d_forward(PyObject *self, PyObject *args)
+{
+    PyObject *xo, *oo;
+    int ph, pw, sh, sw, same;
+    if (!PyArg_ParseTuple(args, "OOiiiip:maxpool2d_forward", &xo, &oo, &ph, &pw, &sh, &sw, &same)) return NULL;
+    PyArrayObject *x = as_f32(xo, "max_pooling2d input", 4, 0), *out = x ? as_f32(oo, "max_pooling2d output", 4, 1) : NULL;
+    if (!out) return NULL;
+    pr_pool2d_shape s;
+    if (!pool_shape(&s, x, ph, pw, sh, sw, same)) return NULL;
+    int64_t wo[4] = {s.N, s.OH, s.OW, s.C};
+    if (!expect_shape(out, "max_pooling2d output", 4, wo)) return NULL;
+    int st;
+    Py_BEGIN_ALLOW_THREADS
+    st = pr_maxpool2d_forward(F32(out), F32(x), &s);
+    Py_END_ALLOW_THREADS
+    if (st) return status_error(st, "maxpool2d_forward");
+    Py_RETURN_NONE;
+}
+
+/* maxpool2d_backward(dout, x, dx, ph, pw, sh, sw, same) */
+static PyObject *py_maxpool2d_backward(PyObject *self, PyObject *args)
+{
+    PyObject *go, *xo, *dxo;
+    int ph, pw, sh, sw, same;
+    if (!PyArg_ParseTuple(args, "OOOiiiip:maxpool2d_backward", &go, &xo, &dxo, &ph, &pw, &sh, &sw, &same)) return NULL;
+    PyArrayObject *g = as_f32(go, "max_pooling2d output gradient", 4, 0);
+    PyArrayObject *x = g ? as_f32(xo, "max_pooling2d input", 4, 0) : NULL;
+    PyArrayObject *dx = x ? as_f32(dxo, "max_pooling2d input gradient", 4, 1) : NULL;
+    if (!dx) return NULL;
+    pr_pool2d_shape s;
+    if (!pool_shape(&s, x, ph, pw, sh, sw, same)) return NULL;
+    int64_t wg[4] = {s.N, s.OH, s.OW, s.C}, wx[4] = {s.N, s.H, s.W, s.C};
+    if (!expect_shape(g, "max_pooling2d output gradient", 4, wg) || !expect_shape(dx, "max_pooling2d input gradient", 4, wx))
+        return NULL;
+    int st;
+    Py_BEGIN_ALLOW_THREADS
+    st = pr_maxpool2d_backward(F32(dx), F32(g), F32(x), &s);
+    Py_END_ALLOW_THREADS
+    if (st) return status_error(st, "maxpool2d_backward");
+    Py_RETURN_NONE;
+}
+
 /* ---------------------------------------------------------------- dense */
 
 /* dense_forward(x, w, b|None, out) */
@@ -612,6 +670,8 @@ static PyMethodDef methods[] = {
      "sgemm(a, b, c, trans_a=False, trans_b=False, alpha=1, beta=0, reference=False): c = alpha op(a) op(b) + beta c."},
     {"conv2d_forward", py_conv2d_forward, METH_VARARGS, "conv2d_forward(x, kernel, bias, out, sh, sw, same)"},
     {"conv2d_backward", py_conv2d_backward, METH_VARARGS, "conv2d_backward(dout, x, kernel, dx, dkernel, dbias, sh, sw, same)"},
+    {"maxpool2d_forward", py_maxpool2d_forward, METH_VARARGS, "maxpool2d_forward(x, out, ph, pw, sh, sw, same)"},
+    {"maxpool2d_backward", py_maxpool2d_backward, METH_VARARGS, "maxpool2d_backward(dout, x, dx, ph, pw, sh, sw, same)"},
     {"dense_forward", py_dense_forward, METH_VARARGS, "dense_forward(x, w, b, out)"},
     {"dense_backward", py_dense_backward, METH_VARARGS, "dense_backward(dout, x, w, dx, dw, db)"},
     {"activation_forward", py_activation_forward, METH_VARARGS, "activation_forward(kind, x, out)"},

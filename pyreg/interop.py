@@ -1,6 +1,6 @@
 """Conversion between pyreg and tf-keras (Keras 2) Sequential models, with
 weights and compile settings. tf_keras is imported only when a function is
-called. Supported layers: Conv2D, Dense, Flatten, Activation, InputLayer;
+called. Supported layers: Conv2D, Dense, Flatten, MaxPooling2D, Activation, InputLayer;
 optimizers Adam and SGD (converted to tf-keras's *legacy* optimizers, whose
 equations pyreg follows, so `lr` and `decay` keep their meaning)."""
 import numpy as np
@@ -63,6 +63,8 @@ def from_keras(keras_model):
                             bias_regularizer=_reg_from_keras(kl.bias_regularizer), **kwargs)
         elif isinstance(kl, K.layers.Flatten):
             layer = L.Flatten(**kwargs)
+        elif isinstance(kl, K.layers.MaxPooling2D):
+            layer = L.MaxPooling2D(tuple(kl.pool_size), strides=tuple(kl.strides), padding=kl.padding, **kwargs)
         elif isinstance(kl, K.layers.Activation):
             layer = L.Activation(_act_name(kl.activation), **kwargs)
         else:
@@ -134,6 +136,9 @@ def to_keras(model):
                                       bias_regularizer=_reg_to_keras(K, layer.bias_regularizer), name=layer.name))
         elif isinstance(layer, L.Flatten):
             kmodel.add(K.layers.Flatten(name=layer.name))
+        elif isinstance(layer, L.MaxPooling2D):
+            kmodel.add(K.layers.MaxPooling2D(layer.pool_size, strides=layer.strides, padding=layer.padding,
+                                             name=layer.name))
         elif isinstance(layer, L.Activation):
             kmodel.add(K.layers.Activation(layer.activation, name=layer.name))
         else:

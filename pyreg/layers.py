@@ -357,6 +357,57 @@ class Flatten(Layer):
         return dy.reshape(self._x.shape) if alloc_dx else None
 
 
+class MaxPooling2D(Layer):
+    """Max over pool_size windows, channels_last; strides default to pool_size."""
+
+    def __init__(self, pool_size=(2, 2), strides=None, padding="valid", data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        self.pool_size = _pair(pool_size, "MaxPooling2D pool_size")
+        self.strides = self.pool_size if strides is None else _pair(strides, "MaxPooling2D strides")
+        padding = padding.lower() if isinstance(padding, str) else padding
+        if padding not in ("valid", "same"):
+            raise ValueError(f"MaxPooling2D padding: expected 'valid' or 'same', got {padding!r}")
+        self.padding = padding
+        if data_format not in (None, "channels_last"):
+            raise ValueError(f"MaxPooling2D data_format: only 'channels_last' is supported, got {data_format!r}")
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(f"MaxPooling2D {self.name!r}: expected input of rank 4 (batch, height, width, channels), "
+                             f"got shape (None, {', '.join(map(str, input_shape))})")
+        H, W, C = input_shape
+        (ph, pw), (sh, sw) = self.pool_size, self.strides
+        if self.padding == "valid":
+            if ph > H or pw > W:
+                raise ValueError(f"MaxPooling2D {self.name!r}: pool {self.pool_size} is larger than its input {H}x{W}")
+            return ((H - ph + sh) // sh, (W - pw + sw) // sw, C)
+        return (-(-H // sh), -(-W // sw), C)
+
+    def _args(self):
+        return (self.pool_size[0], self.pool_size[1], self.strides[0], self.strides[1], self.padding == "same")
+
+    def forward(self, x, training=False, logits=False):
+        y = self._out((x.shape[0],) + self.output_shape)
+        _core.maxpool2d_forward(x, y, *self._args())
+        self._x = x
+        return y
+
+    def backward(self, dy, alloc_dx, logits=False):
+        if not alloc_dx:
+            return None
+        dx = alloc_dx(self._x.shape)
+        _core.maxpool2d_backward(dy, self._x, dx, *self._args())
+        return dx
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(pool_size=list(self.pool_size), strides=list(self.strides), padding=self.padding)
+        return cfg
+
+
+MaxPool2D = MaxPooling2D
+
+
 class Activation(_ActivationMixin, Layer):
     """Applies an activation by name."""
 
@@ -402,7 +453,7 @@ def Input(shape, name=None):
     return InputLayer(input_shape=shape, name=name)
 
 
-_BY_NAME = {c.__name__: c for c in (Conv2D, Dense, Flatten, Activation, InputLayer)}
+_BY_NAME = {c.__name__: c for c in (Conv2D, Dense, Flatten, MaxPooling2D, Activation, InputLayer)}
 
 
 def deserialize(config):
