@@ -162,7 +162,9 @@ int pr_adam_update(float *w, float *g, float *m, float *v, float *vhat,
     k.omb1 = 1.0f - h->beta_1;
     k.omb2 = 1.0f - h->beta_2;
     k.eps = h->epsilon;
-    k.alpha_l1 = k.alpha * l1;
+    /* the L1 term bypasses the first moment, so it gets no 1/(1-b1^t) bias
+     * correction: lr * sqrt(1-b2^t) * l1 / (sqrt(v)+eps), the subgradient's step */
+    k.alpha_l1 = h->lr * sqrtf(1.0f - b2p) * l1;
     k.l1 = l1;
     k.two_l2 = 2.0f * l2;
     const int64_t nchunks = (n + PR_REDUCE_CHUNK - 1) / PR_REDUCE_CHUNK;

@@ -181,7 +181,7 @@ int pr_reg_backward(float *grad, const float *w, int64_t n, float l1, float l2);
  * prox_l1 (beyond Keras): the L1 term leaves the first moment; m sees
  * g + 2*l2*w, v still sees the full subgradient g + l1*sign(w) + 2*l2*w (so
  * the step size matches the subgradient method's), and after the step
- *   w = sign(w) * max(|w| - alpha * l1 / (sqrt(v) + eps), 0),
+ *   w = sign(w) * max(|w| - lr*sqrt(1-b2^t) * l1 / (sqrt(v) + eps), 0),
  * the proximal step of the preconditioned problem: weights whose data gradient
  * cannot hold them reach exactly 0 and stay there, instead of oscillating
  * around 0 with amplitude ~alpha as with Keras's subgradient. */

@@ -9,7 +9,7 @@ Beyond Keras, `proximal_l1=True` applies each weight's L1 term by
 soft-thresholding after the step instead of adding l1 * sign(w) to the
 gradient, so weights reach exact zeros (see README, "Proximal L1"):
 SGD: w = soft(w - lr*g, lr*l1), the proximal gradient step;
-Adam: m without the L1 term, v with it, then w = soft(w - step, alpha*l1/(sqrt(v)+eps)).
+Adam: m without the L1 term, v with it, then w = soft(w - step, lr*sqrt(1-beta_2^t)*l1/(sqrt(v)+eps)).
 """
 import math
 import numbers
