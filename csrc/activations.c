@@ -16,9 +16,9 @@ int pr_activation_forward(float *out, const float *inp, int kind, int64_t rows, 
             for (int64_t i = 0; i < n; i++) out[i] = inp[i];
         }
         return PR_OK;
-    case PR_ACT_RELU: /* f(x) = max(0, x) */
+    case PR_ACT_RELU: /* f(x) = max(x, 0) as TensorFlow: relu(NaN) = NaN, relu(-0) = -0 */
         PR_PARALLEL_FOR(n)
-        for (int64_t i = 0; i < n; i++) out[i] = inp[i] > 0.0f ? inp[i] : 0.0f;
+        for (int64_t i = 0; i < n; i++) out[i] = inp[i] < 0.0f ? 0.0f : inp[i];
         return PR_OK;
     case PR_ACT_SIGMOID: /* f(x) = 1 / (1 + exp(-x)) */
         PR_PARALLEL_FOR(n * 8)

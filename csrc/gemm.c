@@ -359,7 +359,7 @@ int pr_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
     /* Threads: the requested count, fewer for small problems. */
     int nt = pr_get_num_threads();
     double work = (double)M * (double)N * (double)K;
-    if (work < 64.0 * 64.0 * 64.0) nt = 1;
+    if (work < 128.0 * 128.0 * 128.0) nt = 1; /* ~50 us of work: a team costs more, worse when cores are shared */
     int64_t n_ic = cdiv(M, g.kd->mc), nsl = cdiv(g.nc, nr);
     int64_t units = n_ic > nsl ? n_ic : nsl;
     if (nt > units) nt = (int)units;

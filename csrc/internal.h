@@ -7,7 +7,7 @@
 #include <omp.h>
 #define PR_PRAGMA(x) _Pragma(#x)
 /* Parallel-for over an index range when the work is large enough. */
-#define PR_PARALLEL_FOR(work) PR_PRAGMA(omp parallel for schedule(static) num_threads(pr_get_num_threads()) if ((work) > 32768))
+#define PR_PARALLEL_FOR(work) PR_PRAGMA(omp parallel for schedule(static) num_threads(pr_get_num_threads()) if ((work) > 131072))
 #else
 #define PR_PARALLEL_FOR(work)
 #endif

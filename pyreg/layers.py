@@ -13,6 +13,7 @@ import numpy as np
 from . import _core, activations, backend, initializers, regularizers
 
 _MAX_ELEMENTS = 2**40  # refuse absurd layers before allocating
+LOGIT_ACTIVATIONS = ("softmax", "sigmoid")  # outputs whose logits tf-keras caches
 
 
 class Weight:
@@ -193,12 +194,15 @@ class _ActivationMixin:
         self.activation = activations.get(activation)
         self._act_kind = activations.kind(self.activation)
 
+    # With logits=True (the model's last layer under a cross-entropy loss) the
+    # activation is left out: TensorFlow computes the loss from the cached
+    # pre-activation logits of a softmax or sigmoid output (see models._fused).
     def _activate(self, y, logits):
-        if self._act_kind != _core.ACT_LINEAR and not (logits and self.activation == "softmax"):
+        if self._act_kind != _core.ACT_LINEAR and not (logits and self.activation in LOGIT_ACTIVATIONS):
             _core.activation_forward(self._act_kind, y, y)
 
     def _activation_grad(self, dy, logits):
-        if self._act_kind != _core.ACT_LINEAR and not (logits and self.activation == "softmax"):
+        if self._act_kind != _core.ACT_LINEAR and not (logits and self.activation in LOGIT_ACTIVATIONS):
             _core.activation_backward(self._act_kind, self._y, dy, dy)
 
 

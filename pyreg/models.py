@@ -9,6 +9,7 @@ regularizer's gradient into the optimizer's loop instead.
 """
 import contextlib
 import math
+import os
 import signal
 import threading
 import warnings
@@ -23,6 +24,21 @@ _ACCURACY_NAMES = ("accuracy", "acc", "categorical_accuracy", "sparse_categorica
 
 def _shape_str(shape):
     return "(None, " + ", ".join(str(s) for s in shape) + ")" if shape else "(None,)"
+
+
+def _whole_batch(x):
+    """batch_size covering all of x (None if x has no length: the checks then name the problem)."""
+    try:
+        return max(1, len(x))
+    except TypeError:
+        return None
+
+
+def _physical_memory():
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
 
 
 def _as_data(x, name):
@@ -119,17 +135,26 @@ class Sequential:
                              "`build(input_shape)`, or call the model on data first")
         if not self.layers:
             raise ValueError("The model has no layers")
-        shape = layers_module.Layer._check_shape(input_shape)
-        self._input_shape = shape
-        for layer in self._layers:
-            if layer.built:
-                if tuple(layer.input_shape) != shape:
-                    raise ValueError(f"Layer {layer.name!r} was built for input {_shape_str(layer.input_shape)}, "
-                                     f"but receives {_shape_str(shape)}")
-            else:
-                layer.build(shape)
-            shape = layer.output_shape
-        self._allocate_weights()
+        shape = first = layers_module.Layer._check_shape(input_shape)
+        built_here = []
+        try:
+            for layer in self._layers:
+                if layer.built:
+                    if tuple(layer.input_shape) != shape:
+                        raise ValueError(f"Layer {layer.name!r} was built for input "
+                                         f"{_shape_str(layer.input_shape)}, but receives {_shape_str(shape)}")
+                else:
+                    built_here.append(layer)
+                    layer.build(shape)
+                shape = layer.output_shape
+            self._allocate_weights()
+        except BaseException:
+            for layer in built_here:  # undone, so that build can be retried with another shape
+                layer.built = False
+                layer._weights = []
+                layer.input_shape = layer.output_shape = None
+            raise
+        self._input_shape = first
         self.built = True
 
     def _weights_list(self):
@@ -138,6 +163,10 @@ class Sequential:
     def _allocate_weights(self):
         ws = self._weights_list()
         total = sum(w.size for w in ws)
+        phys = _physical_memory()
+        if phys and total * 4 > phys:  # refused even where the kernel overcommits (it would OOM-kill us later)
+            raise MemoryError(f"Cannot allocate {total} parameters ({total * 4 / 2**30:.1f} GiB) for model "
+                              f"{self.name!r}: more than this machine's {phys / 2**30:.1f} GiB of memory")
         try:
             flat = np.empty(total, dtype=np.float32)
         except (MemoryError, ValueError) as e:
@@ -246,11 +275,16 @@ class Sequential:
         return ["loss"] + list(getattr(self, "_metric_names", []))
 
     def _fused(self):
-        """True when the last layer's softmax is folded into the cross-entropy
-        (computed from logits, as TensorFlow inside fit/evaluate)."""
+        """True when the cross-entropy is computed from the last layer's
+        pre-activation logits, as tf-keras does: backend.softmax and
+        backend.sigmoid cache their input (`_keras_logits`) and both
+        categorical cross-entropies use it whatever from_logits says. So a
+        sigmoid output, or softmax with from_logits=True, also gives the
+        softmax cross-entropy of the logits (TensorFlow's numbers, not the
+        probability formula)."""
         last = self.layers[-1]
         ce = self.loss.kind in (_core.LOSS_CATEGORICAL_CE, _core.LOSS_SPARSE_CATEGORICAL_CE)
-        return ce and not self.loss.from_logits and getattr(last, "activation", None) == "softmax"
+        return ce and getattr(last, "activation", None) in layers_module.LOGIT_ACTIVATIONS
 
     def _from_logits(self):
         return self._fused() or (self.loss.from_logits and self.loss.kind != _core.LOSS_MSE)
@@ -292,8 +326,8 @@ class Sequential:
 
     def _check_x(self, x, name="x"):
         x = _as_data(x, name)
-        if self._input_shape is None and not self.built:
-            self._input_shape = layers_module.Layer._check_shape(x.shape[1:])
+        if self._input_shape is None and not self.built and self.layers:
+            self.build((None,) + tuple(x.shape[1:]))  # sets the input shape only if the build succeeds
         self._require_built(name)
         if tuple(x.shape[1:]) != tuple(self._input_shape):
             raise ValueError(f"Input 0 of layer {self.layers[0].name!r} is incompatible with the layer: expected "
@@ -381,7 +415,7 @@ class Sequential:
 
     # ----------------------------------------------------------- public API
     def __call__(self, x, training=False):
-        return self.predict(x, batch_size=max(1, len(x)) if hasattr(x, "__len__") else None, verbose=0)
+        return self.predict(x, batch_size=_whole_batch(x), verbose=0)
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
         batch_size = self._check_batch_size(batch_size)
@@ -459,10 +493,11 @@ class Sequential:
         return vals[0] if len(vals) == 1 else vals
 
     def test_on_batch(self, x, y=None, sample_weight=None, reset_metrics=True, return_dict=False):
-        return self.evaluate(x, y, batch_size=len(x), verbose=0, return_dict=return_dict)
+        return self.evaluate(x, y, batch_size=_whole_batch(x), verbose=0, sample_weight=sample_weight,
+                             return_dict=return_dict)
 
     def predict_on_batch(self, x):
-        return self.predict(x, batch_size=max(1, len(x)), verbose=0)
+        return self.predict(x, batch_size=_whole_batch(x), verbose=0)
 
     def compute_gradients(self, x, y):
         """The gradient pass alone: (loss, grads) for one batch, where loss =

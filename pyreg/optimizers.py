@@ -148,7 +148,10 @@ class Optimizer:
         _core.soft_threshold(w, float(np.float32(lr) * np.float32(l1)))
 
     def get_config(self):
-        return {"name": self.name, "learning_rate": self.learning_rate, "decay": self.decay}
+        cfg = {"name": self.name, "learning_rate": self.learning_rate, "decay": self.decay}
+        if self.proximal_l1:
+            cfg["proximal_l1"] = True
+        return cfg
 
     @classmethod
     def from_config(cls, config):
