@@ -560,7 +560,7 @@ class Sequential:
         self._input_buffers(min(batch_size, n), y)
         rng = backend.rng()
         cbs.on_train_begin()
-        extra = {}
+        extra, logs = {}, {}
         for epoch in range(initial_epoch, epochs):
             cbs.on_epoch_begin(epoch)
             order = rng.permutation(n).astype(np.int64) if shuffle else np.arange(n, dtype=np.int64)
