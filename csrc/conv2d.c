@@ -108,12 +108,14 @@ static void im2col(float *patches, const float *inp, const pr_conv2d_shape *s,
 
 /* dinp for images n0..n0+nimg-1 gathered from dpatches (nimg*OH*OW, kdim):
  * every input element sums the patch entries that read it, in (di,dj) order,
- * so each is written by one thread in a fixed order. */
+ * so each is written by one thread in a fixed order (either path below gives
+ * the same bits). */
 static void col2im(float *dinp, const float *dpatches, const pr_conv2d_shape *s,
                    int64_t n0, int64_t nimg)
 {
     const int64_t C = s->C, kdim = s->KH * s->KW * C;
     const int64_t rows = nimg * s->H;
+    const int unit = s->SH == 1 && s->SW == 1;
     PR_PARALLEL_FOR(rows * s->W * C)
     for (int64_t r = 0; r < rows; r++) {
         int64_t nl = r / s->H, h = r % s->H;
@@ -124,6 +126,22 @@ static void col2im(float *dinp, const float *dpatches, const pr_conv2d_shape *s,
             if (ih < 0 || ih % s->SH) continue;
             int64_t i = ih / s->SH;
             if (i >= s->OH) continue;
+            const float *prow = dpatches + (nl * s->OH + i) * s->OW * kdim;
+            if (unit) {
+                /* stride 1: tap (di,dj) reaches w for j = w + pl - dj in [0, OW);
+                 * w runs over one interval, with no test inside. For each w
+                 * the taps still arrive in (di, dj) order. */
+                for (int64_t w = 0; w < s->W; w++) {
+                    float *d = drow + w * C;
+                    for (int64_t dj = 0; dj < s->KW; dj++) {
+                        int64_t j = w + s->pad_left - dj;
+                        if (j < 0 || j >= s->OW) continue;
+                        const float *src = prow + j * kdim + (di * s->KW + dj) * C;
+                        for (int64_t c = 0; c < C; c++) d[c] += src[c];
+                    }
+                }
+                continue;
+            }
             for (int64_t w = 0; w < s->W; w++) {
                 float *d = drow + w * C;
                 for (int64_t dj = 0; dj < s->KW; dj++) {
@@ -131,8 +149,7 @@ static void col2im(float *dinp, const float *dpatches, const pr_conv2d_shape *s,
                     if (jw < 0 || jw % s->SW) continue;
                     int64_t j = jw / s->SW;
                     if (j >= s->OW) continue;
-                    const float *src = dpatches + ((nl * s->OH + i) * s->OW + j) * kdim +
-                                       (di * s->KW + dj) * C;
+                    const float *src = prow + j * kdim + (di * s->KW + dj) * C;
                     for (int64_t c = 0; c < C; c++) d[c] += src[c];
                 }
             }
@@ -167,17 +184,28 @@ int pr_conv2d_forward(float *out, const float *inp, const float *kernel,
     return st;
 }
 
-/* Column sums of x (rows, F) into out (F), accumulated in double. */
-static void column_sums(float *out, const float *x, int64_t rows, int64_t F)
+/* Column sums of x (rows, F) into out (F), accumulated in double: one pass
+ * over x, in fixed blocks of rows (partial sums added in block order), so the
+ * result does not depend on the thread count. */
+#define PR_COLSUM_ROWS 2048
+static int column_sums(float *out, const float *x, int64_t rows, int64_t F)
 {
+    const int64_t nb = (rows + PR_COLSUM_ROWS - 1) / PR_COLSUM_ROWS;
+    double *part = (double *)calloc((size_t)(nb * F + F), sizeof(double));
+    if (!part) return PR_ENOMEM;
     PR_PARALLEL_FOR(rows * F)
-    for (int64_t f0 = 0; f0 < F; f0 += 16) {
-        int64_t f1 = f0 + 16 < F ? f0 + 16 : F;
-        double acc[16] = {0};
-        for (int64_t r = 0; r < rows; r++)
-            for (int64_t f = f0; f < f1; f++) acc[f - f0] += x[r * F + f];
-        for (int64_t f = f0; f < f1; f++) out[f] = (float)acc[f - f0];
+    for (int64_t b = 0; b < nb; b++) {
+        double *acc = part + b * F;
+        int64_t r1 = (b + 1) * PR_COLSUM_ROWS < rows ? (b + 1) * PR_COLSUM_ROWS : rows;
+        for (int64_t r = b * PR_COLSUM_ROWS; r < r1; r++)
+            for (int64_t f = 0; f < F; f++) acc[f] += x[r * F + f];
     }
+    double *tot = part + nb * F;
+    for (int64_t b = 0; b < nb; b++)
+        for (int64_t f = 0; f < F; f++) tot[f] += part[b * F + f];
+    for (int64_t f = 0; f < F; f++) out[f] = (float)tot[f];
+    free(part);
+    return PR_OK;
 }
 
 int pr_conv2d_backward(float *dinp, float *dkernel, float *dbias,
@@ -193,7 +221,10 @@ int pr_conv2d_backward(float *dinp, float *dkernel, float *dbias,
         if (dbias) memset(dbias, 0, (size_t)F * sizeof(float));
         return PR_OK;
     }
-    if (dbias) column_sums(dbias, dout, s->N * s->OH * s->OW, F);
+    if (dbias) {
+        int st = column_sums(dbias, dout, s->N * s->OH * s->OW, F);
+        if (st) return st;
+    }
     if (!dkernel && !dinp) return PR_OK;
     int st = plan_init(&p, s, 1);
     if (st) return st;
