@@ -48,3 +48,17 @@ int pr_dense_backward(float *dinp, float *dweight, float *dbias,
         st = pr_sgemm(0, 1, B, I, O, 1.0f, dout, O, weight, O, 0.0f, dinp, I);
     return st;
 }
+
+/* dw_rows (r1-r0, n_out) = inp[:, r0:r1]^T @ dout: the same GEMM as the full
+ * dweight restricted to rows r0..r1 (the same k order, so the same bits). */
+int pr_dense_weight_grad_rows(float *dw_rows, const float *dout, const float *inp,
+                              int64_t B, int64_t n_in, int64_t n_out, int64_t r0, int64_t r1)
+{
+    if (!dense_shape_ok(B, n_in, n_out) || !dw_rows || !dout || !inp || r0 < 0 || r1 > n_in || r0 >= r1)
+        return PR_EINVAL;
+    if (B == 0) {
+        memset(dw_rows, 0, (size_t)((r1 - r0) * n_out) * sizeof(float));
+        return PR_OK;
+    }
+    return pr_sgemm(1, 0, r1 - r0, n_out, B, 1.0f, inp + r0, n_in, dout, n_out, 0.0f, dw_rows, n_out);
+}

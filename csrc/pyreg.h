@@ -94,6 +94,11 @@ int pr_dense_forward(float *out, const float *inp, const float *weight,
 int pr_dense_backward(float *dinp, float *dweight, float *dbias,
                       const float *dout, const float *inp, const float *weight,
                       int64_t B, int64_t n_in, int64_t n_out);
+/* Rows [r0, r1) of dweight only: dw_rows (r1-r0, n_out) = inp[:, r0:r1]^T @ dout.
+ * Bitwise equal to those rows of pr_dense_backward's dweight; lets a caller
+ * update a large kernel block by block without holding its whole gradient. */
+int pr_dense_weight_grad_rows(float *dw_rows, const float *dout, const float *inp,
+                              int64_t B, int64_t n_in, int64_t n_out, int64_t r0, int64_t r1);
 
 /* ---------------------------------------------------------------- pooling */
 

@@ -355,6 +355,33 @@ static PyObject *py_dense_backward(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* dense_weight_grad_rows(dout (B,O), x (B,I), dw_rows (R,O), r0): rows r0..r0+R of x^T @ dout */
+static PyObject *py_dense_weight_grad_rows(PyObject *self, PyObject *args)
+{
+    PyObject *go, *xo, *dwo;
+    long long r0;
+    if (!PyArg_ParseTuple(args, "OOOL:dense_weight_grad_rows", &go, &xo, &dwo, &r0)) return NULL;
+    PyArrayObject *g = as_f32(go, "dense output gradient", 2, 0);
+    PyArrayObject *x = g ? as_f32(xo, "dense input", 2, 0) : NULL;
+    PyArrayObject *dw = x ? as_f32(dwo, "dense kernel gradient rows", 2, 1) : NULL;
+    if (!dw) return NULL;
+    int64_t B = DIM(x, 0), Din = DIM(x, 1), Dout = DIM(g, 1), R = DIM(dw, 0);
+    int64_t wg[2] = {B, Dout}, wdw[2] = {R, Dout};
+    if (!expect_shape(g, "dense output gradient", 2, wg) || !expect_shape(dw, "dense kernel gradient rows", 2, wdw))
+        return NULL;
+    if (r0 < 0 || R < 1 || r0 + R > Din) {
+        PyErr_Format(PyExc_ValueError, "dense_weight_grad_rows: rows [%lld, %lld) are outside [0, %lld)",
+                     r0, r0 + (long long)R, (long long)Din);
+        return NULL;
+    }
+    int st;
+    Py_BEGIN_ALLOW_THREADS
+    st = pr_dense_weight_grad_rows(F32(dw), F32(g), F32(x), B, Din, Dout, r0, r0 + R);
+    Py_END_ALLOW_THREADS
+    if (st) return status_error(st, "dense_weight_grad_rows");
+    Py_RETURN_NONE;
+}
+
 /* ---------------------------------------------------------- activations */
 
 static int last_axis(PyArrayObject *a, int64_t *rows, int64_t *D)
@@ -673,6 +700,7 @@ static PyMethodDef methods[] = {
     {"maxpool2d_forward", py_maxpool2d_forward, METH_VARARGS, "maxpool2d_forward(x, out, ph, pw, sh, sw, same)"},
     {"maxpool2d_backward", py_maxpool2d_backward, METH_VARARGS, "maxpool2d_backward(dout, x, dx, ph, pw, sh, sw, same)"},
     {"dense_forward", py_dense_forward, METH_VARARGS, "dense_forward(x, w, b, out)"},
+    {"dense_weight_grad_rows", py_dense_weight_grad_rows, METH_VARARGS, "dense_weight_grad_rows(dout, x, dw_rows, r0)"},
     {"dense_backward", py_dense_backward, METH_VARARGS, "dense_backward(dout, x, w, dx, dw, db)"},
     {"activation_forward", py_activation_forward, METH_VARARGS, "activation_forward(kind, x, out)"},
     {"activation_backward", py_activation_backward, METH_VARARGS, "activation_backward(kind, y, dy, dx)"},

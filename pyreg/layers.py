@@ -14,12 +14,13 @@ from . import _core, activations, backend, initializers, regularizers
 
 _MAX_ELEMENTS = 2**40  # refuse absurd layers before allocating
 LOGIT_ACTIVATIONS = ("softmax", "sigmoid")  # outputs whose logits tf-keras caches
+FUSED_BLOCK_ELEMENTS = 1 << 22  # rows of a fused Dense kernel per update block (16 MB)
 
 
 class Weight:
     """A trainable array with its gradient and regularizer."""
 
-    __slots__ = ("name", "shape", "initializer", "regularizer", "value", "grad", "trainable")
+    __slots__ = ("name", "shape", "initializer", "regularizer", "value", "grad", "trainable", "fused")
 
     def __init__(self, name, shape, initializer, regularizer, trainable=True):
         self.name, self.shape = name, tuple(shape)
@@ -27,6 +28,7 @@ class Weight:
         self.value = None  # np.float32 array (a view into the model's flat buffer when in a model)
         self.grad = None
         self.trainable = trainable
+        self.fused = False  # updated block by block inside backward (models.Sequential)
 
     @property
     def size(self):
@@ -74,6 +76,7 @@ class Layer:
         self._x = None
         self._y = None
         self._out_buf = None
+        self._block = None
 
     @staticmethod
     def _check_shape(shape):
@@ -152,6 +155,7 @@ class Layer:
 
     def release_buffers(self):
         self._out_buf = self._x = self._y = None
+        self._block = None
 
     # ---- running
     def __call__(self, x):
@@ -302,6 +306,7 @@ class Dense(_ActivationMixin, Layer):
         self.bias_initializer = initializers.get(bias_initializer)
         self.kernel_regularizer = regularizers.get(kernel_regularizer)
         self.bias_regularizer = regularizers.get(bias_regularizer)
+        self._block = None
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) < 1:
@@ -324,12 +329,27 @@ class Dense(_ActivationMixin, Layer):
         self._x, self._y = x, y
         return y
 
-    def backward(self, dy, alloc_dx, logits=False):
+    def backward(self, dy, alloc_dx, logits=False, update=None):
+        """With `update` (a callable(weight, grad_rows, r0, r1)), the kernel's
+        gradient is never held whole: after dx (which needs the pre-update
+        kernel), rows of dW are computed a block at a time and handed to
+        `update`, which applies the optimizer to those rows."""
         self._activation_grad(dy, logits)
         dx = alloc_dx(self._x.shape) if alloc_dx else None
-        _core.dense_backward(dy.reshape(-1, self.units), self._x.reshape(-1, self.input_shape[-1]),
-                             self.kernel.value, None if dx is None else dx.reshape(-1, self.input_shape[-1]),
-                             self.kernel.grad, self.bias.grad if self.bias else None)
+        n_in = self.input_shape[-1]
+        dy2, x2 = dy.reshape(-1, self.units), self._x.reshape(-1, n_in)
+        _core.dense_backward(dy2, x2, self.kernel.value, None if dx is None else dx.reshape(-1, n_in),
+                             None if update is not None else self.kernel.grad,
+                             self.bias.grad if self.bias else None)
+        if update is not None:
+            rows = max(1, FUSED_BLOCK_ELEMENTS // self.units)
+            if self._block is None or self._block.shape[0] < min(rows, n_in):
+                self._block = np.empty((min(rows, n_in), self.units), dtype=np.float32)
+            for r0 in range(0, n_in, rows):
+                r1 = min(n_in, r0 + rows)
+                g = self._block[:r1 - r0]
+                _core.dense_weight_grad_rows(dy2, x2, g, r0)
+                update(self.kernel, g, r0, r1)
         return dx
 
     def get_config(self):

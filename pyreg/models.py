@@ -19,6 +19,7 @@ import numpy as np
 from . import _core, backend, callbacks as callbacks_module, layers as layers_module, losses, optimizers
 
 _GATHER_DTYPES = (np.float32, np.float64, np.uint8, np.int32, np.int64)
+_FUSE_MIN = 1 << 22  # Dense kernels from 4 M weights (16 MB) on never hold their whole gradient
 _ACCURACY_NAMES = ("accuracy", "acc", "categorical_accuracy", "sparse_categorical_accuracy")
 
 
@@ -182,16 +183,26 @@ class Sequential:
             w.value = view
             off += w.size
         self._flat = flat
+        for layer in self._layers:  # large Dense kernels: updated block by block during backward
+            if isinstance(layer, layers_module.Dense) and layer.kernel.size >= _FUSE_MIN:
+                layer.kernel.fused = True
 
-    def _ensure_grads(self):
-        if self._grad_flat is not None:
-            return
-        ws = self._weights_list()
-        self._grad_flat = np.zeros(sum(w.size for w in ws), dtype=np.float32)
-        off = 0
-        for w in ws:
-            w.grad = self._grad_flat[off:off + w.size].reshape(w.shape)
-            off += w.size
+    def _ensure_grads(self, full=False):
+        """Gradient buffers: one allocation for every weight except the large
+        Dense kernels, whose gradient the training step never holds whole (they
+        are updated block by block in backward); full=True (compute_gradients)
+        gives those a buffer too."""
+        if self._grad_flat is None:
+            ws = [w for w in self._weights_list() if not w.fused]
+            self._grad_flat = np.zeros(sum(w.size for w in ws), dtype=np.float32)
+            off = 0
+            for w in ws:
+                w.grad = self._grad_flat[off:off + w.size].reshape(w.shape)
+                off += w.size
+        if full:
+            for w in self._weights_list():
+                if w.grad is None:
+                    w.grad = np.zeros(w.shape, dtype=np.float32)
 
     def _require_built(self, what):
         if not self.built:
@@ -304,7 +315,7 @@ class Sequential:
             self._gbufs = [np.empty(need, dtype=np.float32), np.empty(need, dtype=np.float32)]
         return self._gbufs
 
-    def _backward(self, dout, logits):
+    def _backward(self, dout, logits, update=None):
         bufs = self._grad_buffers(dout.shape[0])
         ranges = [(b.ctypes.data, b.ctypes.data + b.nbytes) for b in bufs]
         # the first layer that needs an input gradient: any layer after a weighted one
@@ -320,7 +331,11 @@ class Sequential:
 
                 def alloc(shape, _b=bufs[other]):
                     return _b[:math.prod(shape)].reshape(shape)
-            dy = layer.backward(dy, alloc, logits=logits and i == n - 1)
+            kernel = getattr(layer, "kernel", None)
+            if update is not None and kernel is not None and kernel.fused:
+                dy = layer.backward(dy, alloc, logits=logits and i == n - 1, update=update)
+            else:
+                dy = layer.backward(dy, alloc, logits=logits and i == n - 1)
             if dy is None:
                 break
 
@@ -394,11 +409,20 @@ class Sequential:
         B = xb.shape[0]
         dout = self._dbuf[:B]
         loss_sum, correct = _core.loss(self.loss.kind, logits, out, yb, dout)
-        self._backward(dout, self._fused())
-        triples = [(w.value, w.grad, w.regularizer) for w in self._weights_list()]
-        with _defer_sigint():
-            penalty = self.optimizer.apply(triples)
-        return loss_sum / B, penalty, correct
+        opt, ws = self.optimizer, self._weights_list()
+        penalty = [0.0]
+        with _defer_sigint():  # a step is all or nothing, even on Ctrl-C
+            lr = opt.begin_step([w.value for w in ws])
+
+            def update_rows(weight, g, r0, r1):
+                penalty[0] += opt.update(weight.value, g, weight.regularizer, lr, (r0, r1))
+
+            self._backward(dout, self._fused(), update_rows)
+            for w in ws:
+                if not w.fused:
+                    penalty[0] += opt.update(w.value, w.grad, w.regularizer, lr)
+            opt.end_step()
+        return loss_sum / B, penalty[0], correct
 
     def _test_step(self, xb, yb):
         logits = self._from_logits()
@@ -504,7 +528,7 @@ class Sequential:
         mean data loss + penalty and grads (in get_weights order) include the
         regularizers' gradients. Weights are not changed."""
         x, y = self._check_xy(x, y)
-        self._ensure_grads()
+        self._ensure_grads(full=True)
         self._input_buffers(x.shape[0], y)
         xb, yb = self._gather(x, y, np.arange(x.shape[0], dtype=np.int64))
         out = self._forward(xb, training=True, logits=self._fused())

@@ -111,21 +111,39 @@ class Optimizer:
         """One step over (weight, grad, regularizer) triples; returns the summed
         penalty of the pre-update weights (the regularizer's gradient is added to
         grad in place, fused with the update)."""
-        arrays = [w for w, _, _ in triples]
-        self._ensure_slots(arrays)
-        lr = self.decayed_lr()
+        lr = self.begin_step([w for w, _, _ in triples])
         penalty = 0.0
         for w, g, reg in triples:
-            l1 = reg.l1 if reg is not None else 0.0
-            l2 = reg.l2 if reg is not None else 0.0
-            if self.proximal_l1 and l1 and not self._fused_prox:
-                penalty += _core.reg_penalty(w, l1, 0.0)
-                penalty += self._update(w, g, lr, 0.0, l2)
-                self._prox(w, l1, lr)
-            else:
-                penalty += self._update(w, g, lr, l1, l2)
-        self.iterations += 1
+            penalty += self.update(w, g, reg, lr)
+        self.end_step()
         return penalty
+
+    # A step in three parts, so that a model can update a large weight block by
+    # block while its gradient is computed (never holding the whole gradient):
+    # begin_step, update(...) for every weight or row block, end_step.
+    def begin_step(self, arrays):
+        """Creates missing optimizer state; returns this step's learning rate."""
+        self._ensure_slots(arrays)
+        return self.decayed_lr()
+
+    def update(self, w, g, reg, lr, rows=None):
+        """Updates w (or its rows [r0, r1) when rows is given, with g the
+        gradient of those rows); returns the penalty of the pre-update rows."""
+        slots = self._slots[id(w)]
+        if rows is not None:
+            r0, r1 = rows
+            w = w[r0:r1]
+            slots = {k: v[r0:r1] for k, v in slots.items()}
+        l1 = reg.l1 if reg is not None else 0.0
+        l2 = reg.l2 if reg is not None else 0.0
+        if self.proximal_l1 and l1 and not self._fused_prox:
+            penalty = _core.reg_penalty(w, l1, 0.0) + self._update(w, g, slots, lr, 0.0, l2)
+            self._prox(w, l1, lr)
+            return penalty
+        return self._update(w, g, slots, lr, l1, l2)
+
+    def end_step(self):
+        self.iterations += 1
 
     def apply_gradients(self, grads_and_vars):
         """Keras's apply_gradients: [(grad, weight array), ...]; the gradients
@@ -141,7 +159,7 @@ class Optimizer:
             triples.append((w, np.array(g, dtype=np.float32, order="C", copy=True), None))
         self.apply(triples)
 
-    def _update(self, w, g, lr, l1, l2):
+    def _update(self, w, g, slots, lr, l1, l2):
         raise NotImplementedError
 
     def _prox(self, w, l1, lr):
@@ -175,9 +193,7 @@ class Adam(Optimizer):
         if self.amsgrad:
             self._slot_names = ("m", "v", "vhat")
 
-    def _update(self, w, g, lr, l1, l2):
-        s = self._slots[id(w)]
-        self._last = (w, s)
+    def _update(self, w, g, s, lr, l1, l2):
         return _core.adam_update(w, g, s["m"], s["v"], s.get("vhat"), lr, self.beta_1, self.beta_2,
                                  self.epsilon, self.iterations + 1, self.amsgrad, l1, l2, self.proximal_l1)
 
@@ -197,8 +213,8 @@ class SGD(Optimizer):
         if self.momentum:
             self._slot_names = ("momentum",)
 
-    def _update(self, w, g, lr, l1, l2):
-        buf = self._slots[id(w)].get("momentum")
+    def _update(self, w, g, slots, lr, l1, l2):
+        buf = slots.get("momentum")
         return _core.sgd_update(w, g, buf, lr, self.momentum, self.nesterov, l1, l2)
 
     def get_config(self):
