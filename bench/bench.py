@@ -448,7 +448,10 @@ def worker_model(spec):
         out["infer_call"] = f"model.predict(x, batch_size={batch}, verbose=0)"
         out["params"] = model.count_params()
         if spec.get("optimizer"):
-            # the fused Adam + L1 pass alone, over the model's weights and last gradients
+            # the fused Adam + L1 pass alone, over the model's weights and last gradients;
+            # large Dense kernels are updated block by block during backward and keep
+            # no gradient, so they get one here (allocated after the RSS measurement)
+            model._ensure_grads(full=True)
             triples = [(w.value, w.grad, w.regularizer) for w in model._weights_list()]
             opt_times = _timed(lambda: model.optimizer.apply(triples), spec["opt_reps"], warmup=1)
             out["optimizer"] = {"params": model.count_params(), "bytes": 32 * model.count_params(),
