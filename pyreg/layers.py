@@ -53,6 +53,22 @@ def _positive_int(value, name):
     return int(value)
 
 
+def _window_output(layer, what, input_shape, window, strides, padding):
+    """(OH, OW) of a sliding window over (H, W, C) input, with TensorFlow's rules:
+    valid ceil((H - k + 1) / s), same ceil(H / s)."""
+    if len(input_shape) != 3:
+        raise ValueError(f"{type(layer).__name__} {layer.name!r}: expected input of rank 4 (batch, height, width, "
+                         f"channels), got shape (None, {', '.join(map(str, input_shape))})")
+    H, W, _ = input_shape
+    (kh, kw), (sh, sw) = window, strides
+    if padding == "valid":
+        if kh > H or kw > W:
+            raise ValueError(f"{type(layer).__name__} {layer.name!r}: {what} {tuple(window)} is larger than its "
+                             f"input {H}x{W} with padding 'valid'")
+        return (H - kh + sh) // sh, (W - kw + sw) // sw
+    return -(-H // sh), -(-W // sw)
+
+
 class Layer:
     """Base layer: build(input_shape) creates weights; forward/backward run the op.
 
@@ -194,6 +210,14 @@ class Layer:
 
 
 class _ActivationMixin:
+    def _init_weight_args(self, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
+                          bias_regularizer):
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+
     def _init_activation(self, activation):
         self.activation = activations.get(activation)
         self._act_kind = activations.kind(self.activation)
@@ -234,25 +258,10 @@ class Conv2D(_ActivationMixin, Layer):
         if activity_regularizer is not None:
             raise ValueError("Conv2D: activity_regularizer is not supported")
         self._init_activation(activation)
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
-        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self._init_weight_args(use_bias, kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer)
 
     def compute_output_shape(self, input_shape):
-        if len(input_shape) != 3:
-            raise ValueError(f"Conv2D {self.name!r}: expected input of rank 4 (batch, height, width, channels), "
-                             f"got shape (None, {', '.join(map(str, input_shape))})")
-        H, W, _ = input_shape
-        (kh, kw), (sh, sw) = self.kernel_size, self.strides
-        if self.padding == "valid":
-            if kh > H or kw > W:
-                raise ValueError(f"Conv2D {self.name!r}: kernel {self.kernel_size} is larger than its input "
-                                 f"{H}x{W} with padding 'valid'")
-            oh, ow = (H - kh + sh) // sh, (W - kw + sw) // sw
-        else:
-            oh, ow = -(-H // sh), -(-W // sw)
+        oh, ow = _window_output(self, "kernel", input_shape, self.kernel_size, self.strides, self.padding)
         return (oh, ow, self.filters)
 
     def build(self, input_shape):
@@ -301,11 +310,7 @@ class Dense(_ActivationMixin, Layer):
         if activity_regularizer is not None or kernel_constraint is not None or bias_constraint is not None:
             raise ValueError("Dense: activity_regularizer and constraints are not supported")
         self._init_activation(activation)
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
-        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self._init_weight_args(use_bias, kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer)
         self._block = None
 
     def compute_output_shape(self, input_shape):
@@ -396,16 +401,8 @@ class MaxPooling2D(Layer):
             raise ValueError(f"MaxPooling2D data_format: only 'channels_last' is supported, got {data_format!r}")
 
     def compute_output_shape(self, input_shape):
-        if len(input_shape) != 3:
-            raise ValueError(f"MaxPooling2D {self.name!r}: expected input of rank 4 (batch, height, width, channels), "
-                             f"got shape (None, {', '.join(map(str, input_shape))})")
-        H, W, C = input_shape
-        (ph, pw), (sh, sw) = self.pool_size, self.strides
-        if self.padding == "valid":
-            if ph > H or pw > W:
-                raise ValueError(f"MaxPooling2D {self.name!r}: pool {self.pool_size} is larger than its input {H}x{W}")
-            return ((H - ph + sh) // sh, (W - pw + sw) // sw, C)
-        return (-(-H // sh), -(-W // sw), C)
+        oh, ow = _window_output(self, "pool", input_shape, self.pool_size, self.strides, self.padding)
+        return (oh, ow, input_shape[-1])
 
     def _args(self):
         return (self.pool_size[0], self.pool_size[1], self.strides[0], self.strides[1], self.padding == "same")
