@@ -17,19 +17,9 @@ int pr_conv2d_shape_init(pr_conv2d_shape *s, int same_padding)
     if (s->N < 0 || s->H < 1 || s->W < 1 || s->C < 1 || s->KH < 1 || s->KW < 1 ||
         s->F < 1 || s->SH < 1 || s->SW < 1)
         return PR_EINVAL;
-    if (same_padding) {
-        s->OH = (s->H + s->SH - 1) / s->SH;
-        s->OW = (s->W + s->SW - 1) / s->SW;
-        int64_t ph = (s->OH - 1) * s->SH + s->KH - s->H;
-        int64_t pw = (s->OW - 1) * s->SW + s->KW - s->W;
-        s->pad_top = ph > 0 ? ph / 2 : 0;
-        s->pad_left = pw > 0 ? pw / 2 : 0;
-    } else {
-        if (s->KH > s->H || s->KW > s->W) return PR_EINVAL;
-        s->OH = (s->H - s->KH + s->SH) / s->SH;
-        s->OW = (s->W - s->KW + s->SW) / s->SW;
-        s->pad_top = s->pad_left = 0;
-    }
+    if (!pr_window_axis(s->H, s->KH, s->SH, same_padding, &s->OH, &s->pad_top) ||
+        !pr_window_axis(s->W, s->KW, s->SW, same_padding, &s->OW, &s->pad_left))
+        return PR_EINVAL;
     return PR_OK;
 }
 

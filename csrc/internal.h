@@ -21,6 +21,24 @@ static inline int pr_mul_ok(int64_t a, int64_t b, int64_t *out)
     return 1;
 }
 
+/* One spatial axis of a sliding window (conv2d, pooling), TensorFlow's rules:
+ * valid: out = ceil((in - k + 1) / s), no padding, k <= in required;
+ * same:  out = ceil(in / s), pad_before = max(0, (out-1)*s + k - in) / 2 (the
+ *        extra row/column goes after). Returns 0 if k > in with valid. */
+static inline int pr_window_axis(int64_t in, int64_t k, int64_t s, int same, int64_t *out, int64_t *pad_before)
+{
+    if (same) {
+        *out = (in + s - 1) / s;
+        int64_t total = (*out - 1) * s + k - in;
+        *pad_before = total > 0 ? total / 2 : 0;
+        return 1;
+    }
+    if (k > in) return 0;
+    *out = (in - k + s) / s;
+    *pad_before = 0;
+    return 1;
+}
+
 /* Fixed reduction chunk: sums are formed per chunk of this many elements and
  * the chunk sums are added in index order, whatever the thread count. */
 #define PR_REDUCE_CHUNK ((int64_t)1 << 16)

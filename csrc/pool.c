@@ -17,18 +17,9 @@ int pr_pool2d_shape_init(pr_pool2d_shape *s, int same_padding)
 {
     if (!s || s->N < 0 || s->H < 1 || s->W < 1 || s->C < 1 || s->PH < 1 || s->PW < 1 || s->SH < 1 || s->SW < 1)
         return PR_EINVAL;
-    if (same_padding) {
-        s->OH = (s->H + s->SH - 1) / s->SH;
-        s->OW = (s->W + s->SW - 1) / s->SW;
-        int64_t ph = (s->OH - 1) * s->SH + s->PH - s->H, pw = (s->OW - 1) * s->SW + s->PW - s->W;
-        s->pad_top = ph > 0 ? ph / 2 : 0;
-        s->pad_left = pw > 0 ? pw / 2 : 0;
-    } else {
-        if (s->PH > s->H || s->PW > s->W) return PR_EINVAL;
-        s->OH = (s->H - s->PH + s->SH) / s->SH;
-        s->OW = (s->W - s->PW + s->SW) / s->SW;
-        s->pad_top = s->pad_left = 0;
-    }
+    if (!pr_window_axis(s->H, s->PH, s->SH, same_padding, &s->OH, &s->pad_top) ||
+        !pr_window_axis(s->W, s->PW, s->SW, same_padding, &s->OW, &s->pad_left))
+        return PR_EINVAL;
     return PR_OK;
 }
 
