@@ -53,6 +53,19 @@ def _positive_int(value, name):
     return int(value)
 
 
+def _padding(value, owner):
+    """'valid' or 'same' (any case), else ValueError naming the layer."""
+    value = value.lower() if isinstance(value, str) else value
+    if value not in ("valid", "same"):
+        raise ValueError(f"{owner} padding: expected 'valid' or 'same', got {value!r}")
+    return value
+
+
+def _check_data_format(value, owner):
+    if value not in (None, "channels_last"):
+        raise ValueError(f"{owner} data_format: only 'channels_last' is supported, got {value!r}")
+
+
 def _window_output(layer, what, input_shape, window, strides, padding):
     """(OH, OW) of a sliding window over (H, W, C) input, with TensorFlow's rules:
     valid ceil((H - k + 1) / s), same ceil(H / s)."""
@@ -247,12 +260,8 @@ class Conv2D(_ActivationMixin, Layer):
         self.filters = _positive_int(filters, "Conv2D filters")
         self.kernel_size = _pair(kernel_size, "Conv2D kernel_size")
         self.strides = _pair(strides, "Conv2D strides")
-        padding = padding.lower() if isinstance(padding, str) else padding
-        if padding not in ("valid", "same"):
-            raise ValueError(f"Conv2D padding: expected 'valid' or 'same', got {padding!r}")
-        self.padding = padding
-        if data_format not in (None, "channels_last"):
-            raise ValueError(f"Conv2D data_format: only 'channels_last' is supported, got {data_format!r}")
+        self.padding = _padding(padding, "Conv2D")
+        _check_data_format(data_format, "Conv2D")
         if _pair(dilation_rate, "Conv2D dilation_rate") != (1, 1) or groups != 1:
             raise ValueError("Conv2D: dilation_rate other than (1, 1) and groups other than 1 are not supported")
         if activity_regularizer is not None:
@@ -372,8 +381,7 @@ class Flatten(Layer):
 
     def __init__(self, data_format=None, **kwargs):
         super().__init__(**kwargs)
-        if data_format not in (None, "channels_last"):
-            raise ValueError(f"Flatten data_format: only 'channels_last' is supported, got {data_format!r}")
+        _check_data_format(data_format, "Flatten")
 
     def compute_output_shape(self, input_shape):
         return (math.prod(input_shape),)
@@ -393,12 +401,8 @@ class MaxPooling2D(Layer):
         super().__init__(**kwargs)
         self.pool_size = _pair(pool_size, "MaxPooling2D pool_size")
         self.strides = self.pool_size if strides is None else _pair(strides, "MaxPooling2D strides")
-        padding = padding.lower() if isinstance(padding, str) else padding
-        if padding not in ("valid", "same"):
-            raise ValueError(f"MaxPooling2D padding: expected 'valid' or 'same', got {padding!r}")
-        self.padding = padding
-        if data_format not in (None, "channels_last"):
-            raise ValueError(f"MaxPooling2D data_format: only 'channels_last' is supported, got {data_format!r}")
+        self.padding = _padding(padding, "MaxPooling2D")
+        _check_data_format(data_format, "MaxPooling2D")
 
     def compute_output_shape(self, input_shape):
         oh, ow = _window_output(self, "pool", input_shape, self.pool_size, self.strides, self.padding)
