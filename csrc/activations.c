@@ -61,7 +61,10 @@ int pr_activation_backward(float *dinp, const float *dout, const float *out,
         return PR_OK;
     case PR_ACT_RELU: /* f'(x) = [x > 0] = [y > 0] */
         PR_PARALLEL_FOR(n)
-        for (int64_t i = 0; i < n; i++) dinp[i] = out[i] > 0.0f ? dout[i] : 0.0f;
+        for (int64_t i = 0; i < n; i++) { /* both loads unconditional: no branch, so it vectorises */
+            float d = dout[i];
+            dinp[i] = out[i] > 0.0f ? d : 0.0f;
+        }
         return PR_OK;
     case PR_ACT_SIGMOID: /* f' = y (1 - y) */
         PR_PARALLEL_FOR(n)
