@@ -10,17 +10,15 @@ static int dense_shape_ok(int64_t B, int64_t I, int64_t O)
            pr_mul_ok(B, O, &t) && pr_mul_ok(I, O, &t);
 }
 
-/* out (B,O) = inp (B,I) @ weight (I,O) + bias (O) */
+/* out (B,O) = inp (B,I) @ weight (I,O) + bias (O), then ReLU if asked (both in
+ * the GEMM's epilogue) */
 int pr_dense_forward(float *out, const float *inp, const float *weight,
-                     const float *bias, int64_t B, int64_t I, int64_t O)
+                     const float *bias, int64_t B, int64_t I, int64_t O, int relu)
 {
     if (!dense_shape_ok(B, I, O) || !out || !inp || !weight) return PR_EINVAL;
     if (B == 0) return PR_OK;
-    if (bias) {
-        PR_PARALLEL_FOR(B * O)
-        for (int64_t b = 0; b < B; b++) memcpy(out + b * O, bias, (size_t)O * sizeof(float));
-    }
-    return pr_sgemm(0, 0, B, O, I, 1.0f, inp, I, weight, O, bias ? 1.0f : 0.0f, out, O);
+    pr_gemm_ext ext = {NULL, bias, relu};
+    return pr_sgemm_ext(0, 0, B, O, I, 1.0f, inp, I, weight, O, 0.0f, out, O, &ext);
 }
 
 /* dinp (B,I) = dout @ weight^T; dweight (I,O) = inp^T @ dout; dbias (O) = sum_b dout */

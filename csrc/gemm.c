@@ -25,7 +25,7 @@
  * always accumulated by the same kernel in the same k order (mc, nc only group
  * whole tiles), so results are bitwise identical for any thread count.
  * Memory: per thread, one mc x kc A block and at most one kc x nc B panel. */
-#include "pyreg.h"
+#include "internal.h"
 #include "gemm_internal.h"
 
 #include <stdatomic.h>
@@ -120,6 +120,9 @@ typedef struct {
     int ic_mode;         /* parts own ic blocks (else: own jr slivers) */
     float *abuf, *bbuf;  /* per thread: asz and bsz floats */
     int64_t asz, bsz;
+    const pr_patches *pa; /* op(A) is a convolution's patch matrix (or NULL) */
+    const float *bias;   /* epilogue (pr_sgemm_ext): N floats, or NULL */
+    int relu;
 } gemm_job;
 
 static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -169,19 +172,135 @@ static void pack_copy(float *dst, const float *src, int64_t ld, int64_t n,
     }
 }
 
+/* Transposing pack of n <= w rows of a matrix with row stride ld (rows n..w-1
+ * zero), through the kernel's row-pointer pack. */
+static void pack_t_strided(const pr_gemm_kernel *kd, float *dst, const float *src,
+                           int64_t ld, int64_t n, int64_t kc, int w)
+{
+    const float *rows[PR_MAX_NR];
+    for (int r = 0; r < w; r++) rows[r] = r < n ? src + r * ld : NULL;
+    kd->pack_t(dst, rows, kc, w);
+}
+
+/* ------------------------------------------- implicit convolution patches */
+
+/* Output pixel q (row of the patch matrix) as image n, row i, column j. */
+typedef struct { int64_t n, i, j; } pixel;
+
+static pixel pixel_of(const pr_conv2d_shape *s, int64_t q)
+{
+    pixel p;
+    int64_t pix = s->OH * s->OW;
+    p.n = q / pix;
+    q -= p.n * pix;
+    p.i = q / s->OW;
+    p.j = q - p.i * s->OW;
+    return p;
+}
+
+/* The C channels that pixel p reads through kernel tap t = di*KW + dj, or
+ * NULL where the tap falls in the zero padding. */
+static const float *tap_run(const pr_patches *pt, pixel p, int64_t t)
+{
+    const pr_conv2d_shape *s = pt->s;
+    int64_t di = t / s->KW, dj = t - di * s->KW;
+    int64_t h = p.i * s->SH + di - s->pad_top, w = p.j * s->SW + dj - s->pad_left;
+    if (h < 0 || h >= s->H || w < 0 || w >= s->W) return NULL;
+    return pt->inp + ((p.n * s->H + h) * s->W + w) * s->C;
+}
+
+/* A block of the patch matrix P itself (op(A) = P, M = pixels, K = KH*KW*C):
+ * each MR-row sliver is packed tap by tap, every piece a transposing pack of
+ * channel runs read straight from the input. The packed block is the one
+ * pack_t would make from an im2col buffer, so the results are the same bits. */
+static void pack_a_patches(const gemm_job *g, float *ablk, int64_t ic, int64_t m,
+                           int64_t pc, int64_t kc)
+{
+    const pr_conv2d_shape *s = g->pa->s;
+    const int mr = g->kd->mr;
+    const int64_t C = s->C;
+    for (int64_t sl = 0; sl * mr < m; sl++) {
+        int64_t nrow = min64(m - sl * mr, mr);
+        pixel px[PR_MAX_NR];
+        for (int64_t r = 0; r < nrow; r++) px[r] = pixel_of(s, ic + sl * mr + r);
+        for (int64_t k = pc; k < pc + kc;) {
+            int64_t t = k / C, c0 = k - t * C, len = min64(C - c0, pc + kc - k);
+            const float *rows[PR_MAX_NR];
+            for (int r = 0; r < mr; r++) {
+                const float *run = r < nrow ? tap_run(g->pa, px[r], t) : NULL;
+                rows[r] = run ? run + c0 : NULL;
+            }
+            g->kd->pack_t(ablk + sl * mr * kc + (k - pc) * mr, rows, len, mr);
+            k += len;
+        }
+    }
+}
+
+/* A block of P's transpose (op(A) = P^T, M = KH*KW*C, K = pixels), as
+ * pack_copy would make it from an im2col buffer: for each pixel (k), the
+ * columns ic..ic+m-1 of its patch row are scattered into the MR-wide slivers,
+ * one channel run (one kernel tap) after another. Taps, and the position in
+ * the slivers, are stepped incrementally (no division per run): with few
+ * channels (the first layer's 3) the runs are short and many. */
+static void pack_a_patches_t(const gemm_job *g, float *ablk, int64_t ic, int64_t m,
+                             int64_t pc, int64_t kc)
+{
+    const pr_conv2d_shape *s = g->pa->s;
+    const int mr = g->kd->mr;
+    const int64_t C = s->C, sstride = mr * kc;
+    const int64_t t0 = ic / s->C, di0 = t0 / s->KW, dj0 = t0 - di0 * s->KW;
+    for (int64_t k = 0; k < kc; k++) {
+        pixel p = pixel_of(s, pc + k);
+        const float *img = g->pa->inp + p.n * s->H * s->W * C;
+        const int64_t h0 = p.i * s->SH - s->pad_top, w0 = p.j * s->SW - s->pad_left;
+        int64_t di = di0, dj = dj0, c0 = ic - t0 * C, left = m;
+        float *d = ablk + k * mr;
+        int64_t lane = 0;
+        while (left > 0) {
+            int64_t len = min64(C - c0, left), h = h0 + di, w = w0 + dj;
+            const float *src = h >= 0 && h < s->H && w >= 0 && w < s->W
+                                   ? img + (h * s->W + w) * C + c0 : NULL;
+            left -= len;
+            while (len > 0) {
+                int64_t cnt = min64(mr - lane, len);
+                float *dl = d + lane;
+                if (src && cnt == 6) { /* avx2's whole sliver */
+                    memcpy(dl, src, 6 * sizeof(float));
+                } else if (src) {
+                    for (int64_t u = 0; u < cnt; u++) dl[u] = src[u];
+                } else {
+                    for (int64_t u = 0; u < cnt; u++) dl[u] = 0.0f;
+                }
+                if (src) src += cnt;
+                len -= cnt;
+                lane += cnt;
+                if (lane == mr) { lane = 0; d += sstride; }
+            }
+            c0 = 0;
+            if (++dj == s->KW) { dj = 0; di++; }
+        }
+        for (; lane > 0 && lane < mr; lane++) d[lane] = 0.0f; /* rows past m */
+    }
+}
+
 /* The A block op(A)[ic:ic+m, pc:pc+kc] into ablk: sliver s (rows ic+s*mr ..)
  * at ablk + s*mr*kc, element (i, k) at [k*mr + i]. */
 static void pack_a(const gemm_job *g, float *ablk, int64_t ic, int64_t m,
                    int64_t pc, int64_t kc)
 {
     const int mr = g->kd->mr;
+    if (g->pa) {
+        if (g->ta) pack_a_patches_t(g, ablk, ic, m, pc, kc);
+        else pack_a_patches(g, ablk, ic, m, pc, kc);
+        return;
+    }
     if (g->ta) { /* A is (K, M): rows of A run along M */
         pack_copy(ablk, g->A + pc * g->lda + ic, g->lda, m, kc, mr, 0, cdiv(m, mr));
         return;
     }
     for (int64_t s = 0; s * mr < m; s++) /* A is (M, K): transpose MR rows */
-        g->kd->pack_t(ablk + s * mr * kc, g->A + (ic + s * mr) * g->lda + pc,
-                      g->lda, min64(m - s * mr, mr), kc, mr);
+        pack_t_strided(g->kd, ablk + s * mr * kc, g->A + (ic + s * mr) * g->lda + pc,
+                       g->lda, min64(m - s * mr, mr), kc, mr);
 }
 
 /* Slivers [s0, s1) of the B panel op(B)[pc:pc+kc, jc:jc+n] into bb: sliver s
@@ -195,8 +314,8 @@ static void pack_b(const gemm_job *g, float *bb, int64_t jc, int64_t n,
         return;
     }
     for (int64_t s = s0; s < s1; s++) /* B is (N, K): transpose NR rows */
-        g->kd->pack_t(bb + (s - s0) * nr * kc, g->B + (jc + s * nr) * g->ldb + pc,
-                      g->ldb, min64(n - s * nr, nr), kc, nr);
+        pack_t_strided(g->kd, bb + (s - s0) * nr * kc, g->B + (jc + s * nr) * g->ldb + pc,
+                       g->ldb, min64(n - s * nr, nr), kc, nr);
 }
 
 /* ----------------------------------------------------------------- driver */
@@ -208,13 +327,36 @@ static int64_t balanced(int64_t total, int64_t maxb, int64_t mult)
     return min64(cdiv(cdiv(total, nb), mult) * mult, maxb);
 }
 
-/* C tile (m x n at c) from one packed A sliver and one packed B sliver. */
+/* The epilogue of pr_sgemm_ext on an m x n tile of C at column j, while it
+ * is in L1: bias after the first k block, ReLU after the last (as
+ * TensorFlow's relu: max(x, 0), NaN kept). */
+static void epilogue(const gemm_job *g, float *c, int64_t j, int64_t m, int64_t n,
+                     int first, int last)
+{
+    if (first && g->bias) {
+        const float *bj = g->bias + j;
+        for (int64_t i = 0; i < m; i++) {
+            float *ci = c + i * g->ldc;
+            for (int64_t x = 0; x < n; x++) ci[x] += bj[x];
+        }
+    }
+    if (last && g->relu)
+        for (int64_t i = 0; i < m; i++) {
+            float *ci = c + i * g->ldc;
+            for (int64_t x = 0; x < n; x++) ci[x] = ci[x] < 0.0f ? 0.0f : ci[x];
+        }
+}
+
+/* C tile (m x n at c, column j) from one packed A sliver and one packed B
+ * sliver; first/last: this is the first/last k block (for the epilogue). */
 static void tile(const gemm_job *g, int64_t kc, const float *a, const float *b,
-                 float *c, int64_t m, int64_t n, float beta)
+                 float *c, int64_t j, int64_t m, int64_t n, float beta, int first,
+                 int last)
 {
     const pr_gemm_kernel *kd = g->kd;
     if (m == kd->mr && n == kd->nr) {
         kd->kernel(kc, a, b, c, g->ldc, g->alpha, beta);
+        if ((first && g->bias) || (last && g->relu)) epilogue(g, c, j, m, n, first, last);
         return;
     }
     _Alignas(64) float t[PR_MAX_MR * PR_MAX_NR];
@@ -223,26 +365,28 @@ static void tile(const gemm_job *g, int64_t kc, const float *a, const float *b,
         float *ci = c + i * g->ldc;
         const float *ti = t + i * kd->nr;
         if (beta == 0.0f)
-            for (int64_t j = 0; j < n; j++) ci[j] = g->alpha * ti[j];
+            for (int64_t x = 0; x < n; x++) ci[x] = g->alpha * ti[x];
         else
-            for (int64_t j = 0; j < n; j++) ci[j] = g->alpha * ti[j] + beta * ci[j];
+            for (int64_t x = 0; x < n; x++) ci[x] = g->alpha * ti[x] + beta * ci[x];
     }
+    if ((first && g->bias) || (last && g->relu)) epilogue(g, c, j, m, n, first, last);
 }
 
 /* Packed A block (rows ic.., m rows) x packed B slivers [js0, js1) (at bb) of
  * the panel at column jc: jr outer (the B sliver stays in L1), ir inner. */
 static void macro(const gemm_job *g, const float *ablk, int64_t ic, int64_t m,
                   const float *bb, int64_t jc, int64_t js0, int64_t js1,
-                  int64_t kc, float beta)
+                  int64_t pc, int64_t kc, float beta)
 {
+    const int first = pc == 0, last = pc + kc == g->K;
     const int mr = g->kd->mr, nr = g->kd->nr;
     for (int64_t js = js0; js < js1; js++) {
         int64_t j = jc + js * nr, n = min64(g->N - j, nr);
         const float *b = bb + (js - js0) * nr * kc;
         for (int64_t is = 0; is * mr < m; is++) {
             int64_t i = ic + is * mr;
-            tile(g, kc, ablk + is * mr * kc, b, g->C + i * g->ldc + j,
-                 min64(m - is * mr, mr), n, beta);
+            tile(g, kc, ablk + is * mr * kc, b, g->C + i * g->ldc + j, j,
+                 min64(m - is * mr, mr), n, beta, first, last);
         }
     }
 }
@@ -274,7 +418,7 @@ static void gemm_part(const gemm_job *g, int v, float *abuf, float *bbuf)
             for (int64_t ib = i0; ib < i1; ib++) {
                 int64_t ic = ib * g->mc, m = min64(g->M - ic, g->mc);
                 pack_a(g, abuf, ic, m, pc, kc);
-                macro(g, abuf, ic, m, bbuf, jc, b0, b1, kc, beta);
+                macro(g, abuf, ic, m, bbuf, jc, b0, b1, pc, kc, beta);
             }
         }
     }
@@ -320,29 +464,56 @@ static void *alloc64(int64_t nfloats)
     return aligned_alloc(64, bytes);
 }
 
+/* 1 if the patch matrix pt can be op(A) of an (M, K) product. */
+static int patches_ok(const pr_patches *pt, int trans_a, int64_t M, int64_t K)
+{
+    const pr_conv2d_shape *s = pt->s;
+    if (!pt->inp || !s || s->C < 1 || s->KH < 1 || s->KW < 1 || s->OH < 1 || s->OW < 1)
+        return 0;
+    int64_t kdim = s->KH * s->KW * s->C, rows = s->N * s->OH * s->OW;
+    return trans_a ? M == kdim && K <= rows : K == kdim && M <= rows;
+}
+
 int pr_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
              float alpha, const float *A, int64_t lda, const float *B,
              int64_t ldb, float beta, float *C, int64_t ldc)
 {
+    return pr_sgemm_ext(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta,
+                        C, ldc, NULL);
+}
+
+int pr_sgemm_ext(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
+                 float alpha, const float *A, int64_t lda, const float *B,
+                 int64_t ldb, float beta, float *C, int64_t ldc,
+                 const pr_gemm_ext *ext)
+{
+    const pr_patches *pa = ext ? ext->a : NULL;
     if (M < 0 || N < 0 || K < 0) return PR_EINVAL;
     if (M == 0 || N == 0) return PR_OK;
-    if (!C || ldc < N) return PR_EINVAL;
+    if (!C || ldc < N || (ext && ext->bias && beta != 0.0f)) return PR_EINVAL;
     if (K > 0) {
-        if (!A || !B) return PR_EINVAL;
-        if (lda < (trans_a ? M : K) || ldb < (trans_b ? K : N)) return PR_EINVAL;
-        if (!extent_ok(trans_a ? K : M, trans_a ? M : K, lda) ||
+        if (pa ? !patches_ok(pa, trans_a, M, K) : !A) return PR_EINVAL;
+        if (!B) return PR_EINVAL;
+        if ((!pa && lda < (trans_a ? M : K)) || ldb < (trans_b ? K : N)) return PR_EINVAL;
+        if ((!pa && !extent_ok(trans_a ? K : M, trans_a ? M : K, lda)) ||
             !extent_ok(trans_b ? N : K, trans_b ? K : N, ldb))
             return PR_EOVERFLOW;
     }
     if (!extent_ok(M, N, ldc)) return PR_EOVERFLOW;
-    /* As BLAS: alpha == 0 or K == 0 leaves C = beta*C (A, B not read). */
-    if (K == 0 || alpha == 0.0f) {
-        scale_c(C, ldc, M, N, beta);
-        return PR_OK;
-    }
 
     gemm_job g;
     memset(&g, 0, sizeof g);
+    g.C = C; g.ldc = ldc; g.N = N; g.K = K;
+    g.pa = pa;
+    g.bias = ext ? ext->bias : NULL;
+    g.relu = ext ? ext->relu : 0;
+    /* As BLAS: alpha == 0 or K == 0 leaves C = beta*C (A, B not read). */
+    if (K == 0 || alpha == 0.0f) {
+        scale_c(C, ldc, M, N, beta);
+        if (g.bias || g.relu) epilogue(&g, C, 0, M, N, 1, 1);
+        return PR_OK;
+    }
+
     g.kd = &pr_gemm_kernels[current_isa()];
     g.ta = trans_a != 0; g.tb = trans_b != 0;
     g.M = M; g.N = N; g.K = K;

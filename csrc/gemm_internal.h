@@ -24,11 +24,11 @@
 typedef void (*pr_ukernel_fn)(int64_t kc, const float *a, const float *b,
                               float *c, int64_t ldc, float alpha, float beta);
 
-/* Transposing pack, shared by A (not transposed) and B (transposed): rows
- * r < n (n <= w) of src, each kc floats long with row stride ld, go to
- * dst[k*w + r]; rows n..w-1 of dst are zero. */
-typedef void (*pr_pack_t_fn)(float *dst, const float *src, int64_t ld,
-                             int64_t n, int64_t kc, int w);
+/* Transposing pack, shared by A (not transposed), B (transposed) and the
+ * implicit patch matrix of a convolution: rows[r] (r < w), each kc floats
+ * long, go to dst[k*w + r]; a NULL rows[r] gives zeros. */
+typedef void (*pr_pack_t_fn)(float *dst, const float *const *rows, int64_t kc,
+                             int w);
 
 typedef struct {
     const char *name;  /* "generic", "avx2", "avx512" */

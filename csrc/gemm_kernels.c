@@ -42,16 +42,16 @@ static void kern_generic(int64_t kc, const float *restrict a,
 }
 
 /* Transposing pack in plain C (contract in gemm_internal.h). */
-static void pack_t_generic(float *restrict dst, const float *restrict src,
-                           int64_t ld, int64_t n, int64_t kc, int w)
+static void pack_t_generic(float *restrict dst, const float *const *rows,
+                           int64_t kc, int w)
 {
-    int64_t r = 0;
-    for (; r < n; r++) {
-        const float *row = src + r * ld;
-        for (int64_t k = 0; k < kc; k++) dst[k * w + r] = row[k];
+    for (int r = 0; r < w; r++) {
+        const float *row = rows[r];
+        if (row)
+            for (int64_t k = 0; k < kc; k++) dst[k * w + r] = row[k];
+        else
+            for (int64_t k = 0; k < kc; k++) dst[k * w + r] = 0.0f;
     }
-    for (; r < w; r++)
-        for (int64_t k = 0; k < kc; k++) dst[k * w + r] = 0.0f;
 }
 
 #ifdef PR_GEMM_X86
@@ -98,18 +98,17 @@ static inline void store_lanes(float *p, __m256 v, int gw)
  * rows in groups of 8 (a last group of 6 or 4 for w = 6, 12), k in steps of 8.
  * Works for w a multiple of 8, or 8*q + 6 or 8*q + 4. */
 __attribute__((target("avx2,fma")))
-static void pack_t_avx2(float *restrict dst, const float *restrict src,
-                        int64_t ld, int64_t n, int64_t kc, int w)
+static void pack_t_avx2(float *restrict dst, const float *const *rows,
+                        int64_t kc, int w)
 {
     if (w % 8 != 0 && w % 8 != 6 && w % 8 != 4) {
-        pack_t_generic(dst, src, ld, n, kc, w);
+        pack_t_generic(dst, rows, kc, w);
         return;
     }
     for (int r0 = 0; r0 < w; r0 += 8) {
         int gw = w - r0 < 8 ? w - r0 : 8;              /* lanes stored */
-        int64_t gn = n - r0 < 0 ? 0 : n - r0 < gw ? n - r0 : gw; /* rows read */
         const float *p[8];
-        for (int r = 0; r < 8; r++) p[r] = r < gn ? src + (r0 + r) * ld : NULL;
+        for (int r = 0; r < 8; r++) p[r] = r < gw ? rows[r0 + r] : NULL;
         float *d = dst + r0;
         int64_t k = 0;
         __m256 z = _mm256_setzero_ps();

@@ -39,6 +39,39 @@ static inline int pr_window_axis(int64_t in, int64_t k, int64_t s, int same, int
     return 1;
 }
 
+/* ------------------------------------------------- GEMM for the layers */
+
+/* A convolution's patch matrix P (the im2col matrix), never stored: row q is
+ * output pixel q = (n*OH + i)*OW + j, column k = (di*KW + dj)*C + c is kernel
+ * tap (di, dj) and channel c, and P[q, k] = inp[n, i*SH + di - pad_top,
+ * j*SW + dj - pad_left, c], 0 in the padding. The GEMM packs its panels
+ * straight from the input (implicit GEMM). */
+typedef struct {
+    const float *inp;         /* (N, H, W, C) */
+    const pr_conv2d_shape *s; /* OH, OW, pads filled in */
+} pr_patches;
+
+/* What pr_sgemm_ext adds to pr_sgemm (each part optional):
+ *   a:    op(A) is P (trans_a = 0: M <= N*OH*OW rows, K = KH*KW*C) or P^T
+ *         (trans_a = 1: M = KH*KW*C, K <= N*OH*OW); A and lda are ignored;
+ *   bias: N floats, C = alpha*op(A)op(B) + bias (beta must be 0): the bias
+ *         joins each tile of C after its first k block, so with alpha == 1
+ *         the bits are those of setting every row of C to the bias and
+ *         calling pr_sgemm with beta = 1 (what it replaces);
+ *   relu: at the end, C = max(C, 0), NaN and -0 kept (TensorFlow's relu):
+ *         the same bits as a separate pass.
+ * Both are applied to each tile of C while it is in cache. */
+typedef struct {
+    const pr_patches *a;
+    const float *bias;
+    int relu;
+} pr_gemm_ext;
+
+int pr_sgemm_ext(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
+                 float alpha, const float *A, int64_t lda, const float *B,
+                 int64_t ldb, float beta, float *C, int64_t ldc,
+                 const pr_gemm_ext *ext);
+
 /* Fixed reduction chunk: sums are formed per chunk of this many elements and
  * the chunk sums are added in index order, whatever the thread count. */
 #define PR_REDUCE_CHUNK ((int64_t)1 << 16)

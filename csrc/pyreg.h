@@ -76,9 +76,10 @@ typedef struct {
 int pr_conv2d_shape_init(pr_conv2d_shape *s, int same_padding);
 
 /* out[n,i,j,f] = bias[f] + sum_{di,dj,c} inp[n,SH*i+di-pt,SW*j+dj-pl,c] * kernel[di,dj,c,f]
- * (cross-correlation, as tf.nn.conv2d). bias may be NULL. */
+ * (cross-correlation, as tf.nn.conv2d). bias may be NULL. relu != 0: then
+ * out = max(out, 0) (as a separate ReLU pass would, fused into the GEMM). */
 int pr_conv2d_forward(float *out, const float *inp, const float *kernel,
-                      const float *bias, const pr_conv2d_shape *s);
+                      const float *bias, const pr_conv2d_shape *s, int relu);
 /* dinp (N,H,W,C), dkernel (KH,KW,C,F), dbias (F), each overwritten, each may
  * be NULL. */
 int pr_conv2d_backward(float *dinp, float *dkernel, float *dbias,
@@ -87,9 +88,11 @@ int pr_conv2d_backward(float *dinp, float *dkernel, float *dbias,
 
 /* ------------------------------------------------------------------ dense */
 
-/* out (B,n_out) = inp (B,n_in) @ weight (n_in,n_out) + bias (n_out); bias may be NULL. */
+/* out (B,n_out) = inp (B,n_in) @ weight (n_in,n_out) + bias (n_out); bias may be
+ * NULL. relu != 0: then out = max(out, 0), fused as in pr_conv2d_forward. */
 int pr_dense_forward(float *out, const float *inp, const float *weight,
-                     const float *bias, int64_t B, int64_t n_in, int64_t n_out);
+                     const float *bias, int64_t B, int64_t n_in, int64_t n_out,
+                     int relu);
 /* dinp (B,n_in), dweight (n_in,n_out), dbias (n_out): overwritten; each may be NULL. */
 int pr_dense_backward(float *dinp, float *dweight, float *dbias,
                       const float *dout, const float *inp, const float *weight,

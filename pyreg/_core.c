@@ -81,6 +81,17 @@ static int expect_shape(PyArrayObject *a, const char *name, int nd, const int64_
     return 0;
 }
 
+/* 1 if the output does not share memory with the input (NULL: nothing to
+ * check); else a ValueError: the kernels read inputs while writing outputs. */
+static int disjoint(PyArrayObject *out, PyArrayObject *in, const char *what)
+{
+    if (!out || !in) return 1;
+    const char *o = PyArray_BYTES(out), *i = PyArray_BYTES(in);
+    if (o + PyArray_NBYTES(out) <= i || i + PyArray_NBYTES(in) <= o) return 1;
+    PyErr_Format(PyExc_ValueError, "%s: the output must not share memory with an input", what);
+    return 0;
+}
+
 static PyObject *status_error(int st, const char *what)
 {
     PyObject *type = st == PR_ENOMEM ? PyExc_MemoryError
@@ -188,12 +199,13 @@ static int conv_shape(pr_conv2d_shape *s, PyArrayObject *x, PyArrayObject *k,
     return 1;
 }
 
-/* conv2d_forward(x, kernel, bias|None, out, sh, sw, same) */
+/* conv2d_forward(x, kernel, bias|None, out, sh, sw, same, relu=False) */
 static PyObject *py_conv2d_forward(PyObject *self, PyObject *args)
 {
     PyObject *xo, *ko, *bo, *oo;
-    int sh, sw, same, ok = 1;
-    if (!PyArg_ParseTuple(args, "OOOOiip:conv2d_forward", &xo, &ko, &bo, &oo, &sh, &sw, &same)) return NULL;
+    int sh, sw, same, relu = 0, ok = 1;
+    if (!PyArg_ParseTuple(args, "OOOOiip|p:conv2d_forward", &xo, &ko, &bo, &oo, &sh, &sw, &same, &relu))
+        return NULL;
     PyArrayObject *x = as_f32(xo, "conv2d input", 4, 0), *k = x ? as_f32(ko, "conv2d kernel", 4, 0) : NULL;
     if (!k) return NULL;
     PyArrayObject *b = as_f32_opt(bo, "conv2d bias", 1, 0, &ok);
@@ -203,9 +215,12 @@ static PyObject *py_conv2d_forward(PyObject *self, PyObject *args)
     if (!conv_shape(&s, x, k, sh, sw, same)) return NULL;
     int64_t wb[1] = {s.F}, wo[4] = {s.N, s.OH, s.OW, s.F};
     if (!expect_shape(b, "conv2d bias", 1, wb) || !expect_shape(out, "conv2d output", 4, wo)) return NULL;
+    if (!disjoint(out, x, "conv2d_forward") || !disjoint(out, k, "conv2d_forward") ||
+        !disjoint(out, b, "conv2d_forward"))
+        return NULL;
     int st;
     Py_BEGIN_ALLOW_THREADS
-    st = pr_conv2d_forward(F32(out), F32(x), F32(k), b ? F32(b) : NULL, &s);
+    st = pr_conv2d_forward(F32(out), F32(x), F32(k), b ? F32(b) : NULL, &s, relu);
     Py_END_ALLOW_THREADS
     if (st) return status_error(st, "conv2d_forward");
     Py_RETURN_NONE;
@@ -302,12 +317,12 @@ static PyObject *py_maxpool2d_backward(PyObject *self, PyObject *args)
 
 /* ---------------------------------------------------------------- dense */
 
-/* dense_forward(x, w, b|None, out) */
+/* dense_forward(x, w, b|None, out, relu=False) */
 static PyObject *py_dense_forward(PyObject *self, PyObject *args)
 {
     PyObject *xo, *wo, *bo, *oo;
-    int ok = 1;
-    if (!PyArg_ParseTuple(args, "OOOO:dense_forward", &xo, &wo, &bo, &oo)) return NULL;
+    int relu = 0, ok = 1;
+    if (!PyArg_ParseTuple(args, "OOOO|p:dense_forward", &xo, &wo, &bo, &oo, &relu)) return NULL;
     PyArrayObject *x = as_f32(xo, "dense input", 2, 0), *w = x ? as_f32(wo, "dense kernel", 2, 0) : NULL;
     if (!w) return NULL;
     PyArrayObject *b = as_f32_opt(bo, "dense bias", 1, 0, &ok);
@@ -318,9 +333,12 @@ static PyObject *py_dense_forward(PyObject *self, PyObject *args)
     if (!expect_shape(x, "dense input", 2, wx) || !expect_shape(b, "dense bias", 1, wb) ||
         !expect_shape(out, "dense output", 2, wout))
         return NULL;
+    if (!disjoint(out, x, "dense_forward") || !disjoint(out, w, "dense_forward") ||
+        !disjoint(out, b, "dense_forward"))
+        return NULL;
     int st;
     Py_BEGIN_ALLOW_THREADS
-    st = pr_dense_forward(F32(out), F32(x), F32(w), b ? F32(b) : NULL, B, Din, Dout);
+    st = pr_dense_forward(F32(out), F32(x), F32(w), b ? F32(b) : NULL, B, Din, Dout, relu);
     Py_END_ALLOW_THREADS
     if (st) return status_error(st, "dense_forward");
     Py_RETURN_NONE;
@@ -695,11 +713,11 @@ static PyMethodDef methods[] = {
     {"isa_supported", py_isa_supported, METH_VARARGS, "isa_supported(name) -> bool"},
     {"sgemm", (PyCFunction)(void (*)(void))py_sgemm, METH_VARARGS | METH_KEYWORDS,
      "sgemm(a, b, c, trans_a=False, trans_b=False, alpha=1, beta=0, reference=False): c = alpha op(a) op(b) + beta c."},
-    {"conv2d_forward", py_conv2d_forward, METH_VARARGS, "conv2d_forward(x, kernel, bias, out, sh, sw, same)"},
+    {"conv2d_forward", py_conv2d_forward, METH_VARARGS, "conv2d_forward(x, kernel, bias, out, sh, sw, same, relu=False)"},
     {"conv2d_backward", py_conv2d_backward, METH_VARARGS, "conv2d_backward(dout, x, kernel, dx, dkernel, dbias, sh, sw, same)"},
     {"maxpool2d_forward", py_maxpool2d_forward, METH_VARARGS, "maxpool2d_forward(x, out, ph, pw, sh, sw, same)"},
     {"maxpool2d_backward", py_maxpool2d_backward, METH_VARARGS, "maxpool2d_backward(dout, x, dx, ph, pw, sh, sw, same)"},
-    {"dense_forward", py_dense_forward, METH_VARARGS, "dense_forward(x, w, b, out)"},
+    {"dense_forward", py_dense_forward, METH_VARARGS, "dense_forward(x, w, b, out, relu=False)"},
     {"dense_weight_grad_rows", py_dense_weight_grad_rows, METH_VARARGS, "dense_weight_grad_rows(dout, x, dw_rows, r0)"},
     {"dense_backward", py_dense_backward, METH_VARARGS, "dense_backward(dout, x, w, dx, dw, db)"},
     {"activation_forward", py_activation_forward, METH_VARARGS, "activation_forward(kind, x, out)"},

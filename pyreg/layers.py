@@ -238,8 +238,16 @@ class _ActivationMixin:
     # With logits=True (the model's last layer under a cross-entropy loss) the
     # activation is left out: TensorFlow computes the loss from the cached
     # pre-activation logits of a softmax or sigmoid output (see models._fused).
+    # Conv2D and Dense pass relu=self._gemm_relu to their C forward, which
+    # applies ReLU to each output tile inside the GEMM (the same bits as the
+    # separate pass, without a second sweep over the output).
+    @property
+    def _gemm_relu(self):
+        return self._act_kind == _core.ACT_RELU and not isinstance(self, Activation)
+
     def _activate(self, y, logits):
-        if self._act_kind != _core.ACT_LINEAR and not (logits and self.activation in LOGIT_ACTIVATIONS):
+        if self._act_kind != _core.ACT_LINEAR and not (logits and self.activation in LOGIT_ACTIVATIONS) \
+                and not self._gemm_relu:
             _core.activation_forward(self._act_kind, y, y)
 
     def _activation_grad(self, dy, logits):
@@ -284,7 +292,7 @@ class Conv2D(_ActivationMixin, Layer):
     def forward(self, x, training=False, logits=False):
         y = self._out((x.shape[0],) + self.output_shape)
         _core.conv2d_forward(x, self.kernel.value, self.bias.value if self.bias else None, y,
-                             self.strides[0], self.strides[1], self.padding == "same")
+                             self.strides[0], self.strides[1], self.padding == "same", self._gemm_relu)
         self._activate(y, logits)
         self._x, self._y = x, y
         return y
@@ -338,7 +346,7 @@ class Dense(_ActivationMixin, Layer):
         y = self._out((x.shape[0],) + self.output_shape)
         x2 = x.reshape(-1, self.input_shape[-1])
         _core.dense_forward(x2, self.kernel.value, self.bias.value if self.bias else None,
-                            y.reshape(-1, self.units))
+                            y.reshape(-1, self.units), self._gemm_relu)
         self._activate(y, logits)
         self._x, self._y = x, y
         return y

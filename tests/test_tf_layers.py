@@ -107,7 +107,8 @@ def test_conv2d_gradients(tf, tfk, case, rng, record):
 EDGE_CASES = [
     # (input NHWC, kernel, strides, padding, filters): kernel larger than the
     # input with 'same', strides larger than the kernel, stride 3, a 1x1 input,
-    # very unequal H and W, and a batch that spans several im2col chunks
+    # very unequal H and W, and batches that span several chunks (of the
+    # input gradient with 32 channels; of im2col too with 3 channels)
     ((2, 1, 1, 2), 3, 1, "same", 3),
     ((2, 3, 3, 2), 5, 2, "same", 3),
     ((2, 5, 5, 3), 5, 1, "valid", 2),
@@ -117,6 +118,7 @@ EDGE_CASES = [
     ((2, 6, 6, 1), 2, 4, "valid", 1),
     ((1, 300, 2, 1), 3, 1, "same", 2),
     ((5, 64, 64, 32), 3, 1, "same", 16),
+    ((30, 64, 64, 3), 3, 1, "same", 4),
 ]
 
 

@@ -92,7 +92,7 @@ static void test_conv2d(int64_t N, int64_t H, int64_t W, int64_t C, int64_t KH, 
     double *rout = malloc(sizeof(double) * (size_t)no), *rdx = malloc(sizeof(double) * (size_t)nx);
     double *rdk = malloc(sizeof(double) * (size_t)nk), *rdb = malloc(sizeof(double) * (size_t)F);
     conv_twin(rout, rdx, rdk, rdb, x, k, b, g, &s);
-    CHECK(pr_conv2d_forward(out, x, k, b, &s) == PR_OK, "forward status");
+    CHECK(pr_conv2d_forward(out, x, k, b, &s, 0) == PR_OK, "forward status");
     CHECK(pr_conv2d_backward(dx, dk, db, g, x, k, &s) == PR_OK, "backward status");
     double e1 = rel_err(out, rout, no), e2 = rel_err(dx, rdx, nx), e3 = rel_err(dk, rdk, nk), e4 = rel_err(db, rdb, F);
     CHECK(e1 < 1e-5 && e2 < 1e-5 && e3 < 1e-5 && e4 < 1e-5,
@@ -121,7 +121,7 @@ static void test_dense(int64_t B, int64_t I, int64_t O)
             rout[n * O + o] = acc;
             rdb[o] += g[n * O + o];
         }
-    CHECK(pr_dense_forward(out, x, w, b, B, I, O) == PR_OK, "dense forward");
+    CHECK(pr_dense_forward(out, x, w, b, B, I, O, 0) == PR_OK, "dense forward");
     CHECK(pr_dense_backward(dx, dw, db, g, x, w, B, I, O) == PR_OK, "dense backward");
     double e = fmax(fmax(rel_err(out, rout, B * O), rel_err(dx, rdx, B * I)),
                     fmax(rel_err(dw, rdw, I * O), rel_err(db, rdb, O)));
@@ -211,8 +211,8 @@ static void test_invalid(void)
     pr_conv2d_shape s = {1, 2, 2, 1, 3, 3, 1, 1, 1, 0, 0, 0, 0};
     CHECK(pr_conv2d_shape_init(&s, 0) == PR_EINVAL, "kernel larger than input accepted");
     float a = 0;
-    CHECK(pr_dense_forward(NULL, &a, &a, NULL, 1, 1, 1) == PR_EINVAL, "NULL output accepted");
-    CHECK(pr_dense_forward(&a, &a, &a, NULL, INT64_MAX, 2, 2) == PR_EINVAL, "overflowing size accepted");
+    CHECK(pr_dense_forward(NULL, &a, &a, NULL, 1, 1, 1, 0) == PR_EINVAL, "NULL output accepted");
+    CHECK(pr_dense_forward(&a, &a, &a, NULL, INT64_MAX, 2, 2, 0) == PR_EINVAL, "overflowing size accepted");
     float t = 3.0f;
     double L;
     CHECK(pr_loss_forward_backward(&L, NULL, NULL, &a, &t, PR_LOSS_SPARSE_CATEGORICAL_CE, 1, 1, 1) == PR_EINVAL,
