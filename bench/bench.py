@@ -112,9 +112,12 @@ def param_count(layers):
 
 
 def gemm_shapes(batch):
-    """The GEMMs that pyreg runs for the tutorial's model at this batch size,
-    as (name, M, N, K, trans_a, trans_b); convolutions are run as implicit GEMMs
-    over chunks of whole images (rows = images per chunk * output pixels)."""
+    """The tutorial model's GEMM shapes at this batch size, as (name, M, N, K,
+    trans_a, trans_b), timed on explicit matrices. The convolutions' rows are
+    one chunk of whole images (images per chunk * output pixels), as pyreg
+    runs the first layer (im2col chunks) and every input gradient (dP chunks);
+    the forward and kernel-gradient GEMMs of the 128-channel layers run as one
+    implicit GEMM over the batch instead, with the same per-tile work."""
     chunk = conv_chunk_bytes()
     shapes = []
     conv1, conv2 = tutorial_layers()[0], tutorial_layers()[1]
@@ -145,6 +148,38 @@ def _timed(fn, reps, warmup=0):
         fn()
         times.append(time.perf_counter() - t0)
     return times
+
+
+def _outside_core(core, fn, reps):
+    """Runs fn reps times with every function of pyreg._core wrapped in a timer:
+    the share of the wall time spent outside them is pyreg's per-step overhead
+    (Python orchestration, argument checks and conversion, allocation). The
+    timers' own cost counts as overhead, so the share is an upper bound."""
+    names = [n for n in dir(core) if not n.startswith("_") and callable(getattr(core, n))]
+    orig = {n: getattr(core, n) for n in names}
+    inside = [0.0]
+
+    def wrap(f):
+        def timed(*a, **k):
+            t0 = time.perf_counter()
+            try:
+                return f(*a, **k)
+            finally:
+                inside[0] += time.perf_counter() - t0
+        return timed
+
+    for n in names:
+        setattr(core, n, wrap(orig[n]))
+    try:
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            fn()
+        wall = time.perf_counter() - t0
+    finally:
+        for n in names:
+            setattr(core, n, orig[n])
+    return {"wall_s": wall / reps, "in_core_s": inside[0] / reps, "outside_s": (wall - inside[0]) / reps,
+            "outside_share": (wall - inside[0]) / wall, "n": reps}
 
 
 def _timed_for(fn, min_time, min_reps, max_reps=200):
@@ -444,6 +479,7 @@ def worker_model(spec):
         model = _pyreg_model(kind)
         train_times = _timed(lambda: model.train_on_batch(x, y), ts, warmup=tw)
         mem = _memory_mib()
+        out["overhead"] = _outside_core(pyreg._core, lambda: model.train_on_batch(x, y), max(3, ts // 2))
         infer_times = _timed(lambda: model.predict(x, batch_size=batch, verbose=0), ir, warmup=iw)
         out["infer_call"] = f"model.predict(x, batch_size={batch}, verbose=0)"
         out["params"] = model.count_params()
@@ -688,6 +724,20 @@ def render_section(title, rows, backends):
     return lines
 
 
+def _overhead_lines(rows, res, what):
+    """pyreg's time outside its C functions per training step (see _outside_core):
+    a row for the JSON and a line for the text."""
+    o = res.get("overhead") if isinstance(res, dict) else None
+    if not o:
+        return []
+    rows.append({"section": "overhead", "measurement": f"{what}: train step outside pyreg._core", "unit": "ms",
+                 "values": {"pyreg": o["outside_s"] * 1e3}, "status": {"pyreg": "ok"},
+                 "share_of_step": o["outside_share"]})
+    return [f"  pyreg, {what}: {o['outside_s'] * 1e3:.2f} ms of a {o['wall_s'] * 1e3:.2f} ms training step "
+            f"outside its C functions = {100 * o['outside_share']:.2f}% (Python, argument checks, allocation; "
+            f"{o['n']} timed steps)"]
+
+
 def build_report(args, peak, mem, gemm, models, small):
     """Rows for the table and the JSON; returns (rows, text lines)."""
     rows, text = [], []
@@ -757,6 +807,7 @@ def build_report(args, peak, mem, gemm, models, small):
         ]
         rows += mrows
         text += render_section(sec, mrows, mb)
+        text += _overhead_lines(rows, g.get("pyreg", {}), "tutorial model")
 
     if mb and "small" not in args.skip:
         g2 = {b: small.get(b) or {} for b in mb}
@@ -773,6 +824,7 @@ def build_report(args, peak, mem, gemm, models, small):
         rows += srows
         text += render_section(f"Small model (Conv2D(8), Dense(32, l1), Dense(10)), batch {sb}: per-step overhead "
                                f"[xR = peer / pyreg]", srows, mb)
+        text += _overhead_lines(rows, g2.get("pyreg", {}), "small model")
 
     # optimizer pass
     opt = (models.get("pyreg") or {}).get("optimizer")

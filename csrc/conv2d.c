@@ -87,11 +87,21 @@ static int plan_init(conv_plan *p, const pr_conv2d_shape *s)
     return PR_OK;
 }
 
-/* patches (nimg*OH*OW, KH*KW*C) from images n0..n0+nimg-1 of inp (N,H,W,C). */
+/* n floats from src to d: an inline loop for the short runs of few-channel
+ * inputs (a libc call per 9 floats would cost more than the copy). */
+static inline void copy_run(float *restrict d, const float *restrict src, int64_t n)
+{
+    if (n >= 32) memcpy(d, src, (size_t)n * sizeof(float));
+    else for (int64_t x = 0; x < n; x++) d[x] = src[x];
+}
+
+/* patches (nimg*OH*OW, KH*KW*C) from images n0..n0+nimg-1 of inp (N,H,W,C).
+ * The KW taps of one kernel row read KW*C consecutive input floats, so each
+ * kernel row is one copy (its part inside the image) between zeros. */
 static void im2col(float *patches, const float *inp, const pr_conv2d_shape *s,
                    int64_t n0, int64_t nimg)
 {
-    const int64_t C = s->C, kdim = s->KH * s->KW * C;
+    const int64_t C = s->C, KW = s->KW, kdim = s->KH * KW * C;
     const int64_t rows = nimg * s->OH;
     PR_PARALLEL_FOR(rows * s->OW * kdim)
     for (int64_t r = 0; r < rows; r++) {
@@ -99,16 +109,18 @@ static void im2col(float *patches, const float *inp, const pr_conv2d_shape *s,
         const float *img = inp + n * s->H * s->W * C;
         for (int64_t j = 0; j < s->OW; j++) {
             float *dst = patches + (r * s->OW + j) * kdim;
+            int64_t w0 = j * s->SW - s->pad_left; /* input column of tap dj = 0 */
+            int64_t lo = w0 < 0 ? -w0 : 0, hi = s->W - w0 < KW ? s->W - w0 : KW; /* taps inside */
             for (int64_t di = 0; di < s->KH; di++) {
                 int64_t h = i * s->SH + di - s->pad_top;
-                for (int64_t dj = 0; dj < s->KW; dj++) {
-                    int64_t w = j * s->SW + dj - s->pad_left;
-                    float *d = dst + (di * s->KW + dj) * C;
-                    if (h < 0 || h >= s->H || w < 0 || w >= s->W)
-                        memset(d, 0, (size_t)C * sizeof(float));
-                    else
-                        memcpy(d, img + (h * s->W + w) * C, (size_t)C * sizeof(float));
+                float *d = dst + di * KW * C;
+                if (h < 0 || h >= s->H || lo >= hi) {
+                    memset(d, 0, (size_t)(KW * C) * sizeof(float));
+                    continue;
                 }
+                if (lo > 0) memset(d, 0, (size_t)(lo * C) * sizeof(float));
+                copy_run(d + lo * C, img + (h * s->W + w0 + lo) * C, (hi - lo) * C);
+                if (hi < KW) memset(d + hi * C, 0, (size_t)((KW - hi) * C) * sizeof(float));
             }
         }
     }
