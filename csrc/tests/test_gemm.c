@@ -3,34 +3,12 @@
  * counts. Prints "N passed, M failed"; exit code 1 on any failure. */
 #include "pyreg.h"
 #include "gemm_internal.h" /* the packing routines, tested directly */
+#include "tests/check.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int n_pass, n_fail;
-
-#define CHECK(cond, ...)                                              \
-    do {                                                              \
-        if (cond) n_pass++;                                           \
-        else { n_fail++; printf("FAIL %s:%d: ", __FILE__, __LINE__);  \
-               printf(__VA_ARGS__); printf("\n"); }                   \
-    } while (0)
-
-static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
-static float frand(void) /* uniform in [-1, 1) */
-{
-    rng_state ^= rng_state << 13; rng_state ^= rng_state >> 7; rng_state ^= rng_state << 17;
-    return (float)((rng_state >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f;
-}
-
-static float *rand_buf(int64_t n)
-{
-    float *p = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
-    for (int64_t i = 0; i < n; i++) p[i] = frand();
-    return p;
-}
 
 /* One case: op(A) (M,K), op(B) (K,N), C (M,N), each with `pad` extra columns
  * of row stride. beta == 0 cases fill C with NaN (it must not be read). The

@@ -11,34 +11,13 @@
  * Prints "N passed, M failed"; exit code 1 on any failure. */
 #include "internal.h"
 #include "gemm_internal.h"
+#define CHECK_SEED 0x2545F4914F6CDD1Dull
+#include "tests/check.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int n_pass, n_fail;
-
-#define CHECK(cond, ...)                                              \
-    do {                                                              \
-        if (cond) n_pass++;                                           \
-        else { n_fail++; printf("FAIL %s:%d: ", __FILE__, __LINE__);  \
-               printf(__VA_ARGS__); printf("\n"); }                   \
-    } while (0)
-
-static uint64_t rng_state = 0x2545F4914F6CDD1Dull;
-static float frand(void) /* uniform in [-1, 1) */
-{
-    rng_state ^= rng_state << 13; rng_state ^= rng_state >> 7; rng_state ^= rng_state << 17;
-    return (float)((rng_state >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f;
-}
-
-static float *rand_buf(int64_t n)
-{
-    float *p = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
-    for (int64_t i = 0; i < n; i++) p[i] = frand();
-    return p;
-}
 
 /* The patch matrix, written out naively from its definition in internal.h. */
 static float *naive_im2col(const float *inp, const pr_conv2d_shape *s)

@@ -1,40 +1,13 @@
 /* test_ops.c: the C core's ops against naive double-precision twins and
  * finite differences, from C alone (no Python). Prints "N passed, M failed". */
 #include "pyreg.h"
+#define CHECK_SEED 88172645463325252ull
+#include "tests/check.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int passed, failed;
-
-#define CHECK(cond, ...)                                   \
-    do {                                                   \
-        if (cond) passed++;                                \
-        else {                                             \
-            failed++;                                      \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);    \
-            printf(__VA_ARGS__);                           \
-            printf("\n");                                  \
-        }                                                  \
-    } while (0)
-
-static uint64_t rng_state = 88172645463325252ull;
-static float urand(void) /* [-1, 1) */
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (float)((rng_state >> 40) * (1.0 / 16777216.0) * 2.0 - 1.0);
-}
-
-static float *rand_buf(int64_t n)
-{
-    float *p = malloc((size_t)(n ? n : 1) * sizeof(float));
-    for (int64_t i = 0; i < n; i++) p[i] = urand();
-    return p;
-}
 
 /* max |a - b| / max |b| */
 static double rel_err(const float *a, const double *b, int64_t n)
@@ -134,12 +107,12 @@ static void test_loss_grad(int kind, int from_logits)
 {
     const int64_t B = 5, D = 7;
     float x[35], t[35], g[35];
-    for (int i = 0; i < B * D; i++) x[i] = from_logits || kind == PR_LOSS_MSE ? 2 * urand() : 0.2f + 0.1f * urand();
+    for (int i = 0; i < B * D; i++) x[i] = from_logits || kind == PR_LOSS_MSE ? 2 * frand() : 0.2f + 0.1f * frand();
     for (int i = 0; i < B * D; i++) t[i] = 0;
     for (int b = 0; b < B; b++) {
         int c = (b * 3) % D;
         if (kind == PR_LOSS_SPARSE_CATEGORICAL_CE) t[b] = (float)c;
-        else if (kind == PR_LOSS_MSE) for (int j = 0; j < D; j++) t[b * D + j] = urand();
+        else if (kind == PR_LOSS_MSE) for (int j = 0; j < D; j++) t[b * D + j] = frand();
         else t[b * D + c] = 1;
     }
     double L;
@@ -239,6 +212,6 @@ int main(void)
             if (!(kind == PR_LOSS_MSE && fl)) test_loss_grad(kind, fl);
     test_penalty_and_threads();
     test_invalid();
-    printf("test_ops: %d passed, %d failed\n", passed, failed);
-    return failed != 0;
+    printf("test_ops: %d passed, %d failed\n", n_pass, n_fail);
+    return n_fail != 0;
 }
