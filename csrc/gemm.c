@@ -354,13 +354,14 @@ static void tile(const gemm_job *g, int64_t kc, const float *a, const float *b,
                  int last)
 {
     const pr_gemm_kernel *kd = g->kd;
-    if (m == kd->mr && n == kd->nr) {
-        kd->kernel(kc, a, b, c, g->ldc, g->alpha, beta);
+    const int half = kd->kernel_half && 2 * n <= kd->nr; /* narrow sliver */
+    if (m == kd->mr && (n == kd->nr || (half && 2 * n == kd->nr))) {
+        (half ? kd->kernel_half : kd->kernel)(kc, a, b, c, g->ldc, g->alpha, beta);
         if ((first && g->bias) || (last && g->relu)) epilogue(g, c, j, m, n, first, last);
         return;
     }
     _Alignas(64) float t[PR_MAX_MR * PR_MAX_NR];
-    kd->kernel(kc, a, b, t, kd->nr, 1.0f, 0.0f);
+    (half ? kd->kernel_half : kd->kernel)(kc, a, b, t, kd->nr, 1.0f, 0.0f);
     for (int64_t i = 0; i < m; i++) {
         float *ci = c + i * g->ldc;
         const float *ti = t + i * kd->nr;

@@ -35,6 +35,10 @@ typedef struct {
     int mr, nr;        /* register tile */
     int64_t mc, kc, nc; /* maximal cache blocks: mc % mr == 0, nc % nr == 0 */
     pr_ukernel_fn kernel;
+    /* Optional: the same contract for the left nr/2 columns only (c is an
+     * MR x NR/2 tile; b slivers still NR wide), used when a B sliver has at
+     * most nr/2 live columns. Same bits as the full kernel's columns. */
+    pr_ukernel_fn kernel_half;
     pr_pack_t_fn pack_t;
 } pr_gemm_kernel;
 

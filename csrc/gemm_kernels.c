@@ -3,6 +3,7 @@
  *
  *   generic  4 x 8   portable C (the compiler may vectorise it with SSE/NEON)
  *   avx2     6 x 16  12 ymm accumulators, 2 B loads + 6 A broadcasts per k
+ *            (and 6 x 8, its left half, for slivers of at most 8 columns)
  *   avx512  12 x 32  24 zmm accumulators, 2 B loads + 12 A broadcasts per k
  *
  * The SIMD kernels are compiled through target attributes, so this file needs
@@ -199,6 +200,47 @@ static void kern_avx2(int64_t kc, const float *restrict a,
     A2_STORE(0); A2_STORE(1); A2_STORE(2); A2_STORE(3); A2_STORE(4); A2_STORE(5);
 }
 
+/* The left half of the 6 x 16 tile (6 x 8), for B slivers with at most 8
+ * live columns (a narrow N, e.g. a Conv2D with 8 filters): half the FMAs of
+ * the full kernel. It reads the same packed slivers (b advances 16 per k)
+ * and does the same FMAs in the same k order for those columns, so they get
+ * the same bits as from the full kernel. */
+#define A2H_STORE(i)                                                         \
+    do {                                                                     \
+        float *ci = c + (i) * ldc;                                           \
+        if (mode == 0)                                                       \
+            _mm256_storeu_ps(ci, _mm256_mul_ps(va, c##i##0));                \
+        else if (mode == 1)                                                  \
+            _mm256_storeu_ps(ci, _mm256_fmadd_ps(va, c##i##0, _mm256_loadu_ps(ci))); \
+        else                                                                 \
+            _mm256_storeu_ps(ci, _mm256_fmadd_ps(va, c##i##0,                \
+                             _mm256_mul_ps(vb, _mm256_loadu_ps(ci))));       \
+    } while (0)
+
+#define A2H_ROW(i)                                       \
+    do {                                                 \
+        __m256 ai = _mm256_broadcast_ss(a + (i));        \
+        c##i##0 = _mm256_fmadd_ps(ai, b0, c##i##0);      \
+    } while (0)
+
+__attribute__((target("avx2,fma")))
+static void kern_avx2_half(int64_t kc, const float *restrict a,
+                           const float *restrict b, float *restrict c, int64_t ldc,
+                           float alpha, float beta)
+{
+    __m256 c00 = _mm256_setzero_ps(), c10 = _mm256_setzero_ps(), c20 = _mm256_setzero_ps();
+    __m256 c30 = _mm256_setzero_ps(), c40 = _mm256_setzero_ps(), c50 = _mm256_setzero_ps();
+    int mode = beta == 0.0f ? 0 : beta == 1.0f ? 1 : 2;
+    for (int64_t k = 0; k < kc; k++) {
+        __m256 b0 = _mm256_load_ps(b);
+        A2H_ROW(0); A2H_ROW(1); A2H_ROW(2); A2H_ROW(3); A2H_ROW(4); A2H_ROW(5);
+        a += 6;
+        b += 16;
+    }
+    __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
+    A2H_STORE(0); A2H_STORE(1); A2H_STORE(2); A2H_STORE(3); A2H_STORE(4); A2H_STORE(5);
+}
+
 /* -------------------------------------------------------------- avx512 */
 
 #define A5_ROW(i)                                        \
@@ -253,10 +295,12 @@ static void kern_avx512(int64_t kc, const float *restrict a,
 }
 
 #define KERN_AVX2 kern_avx2
+#define KERN_AVX2_HALF kern_avx2_half
 #define KERN_AVX512 kern_avx512
 #define PACK_AVX2 pack_t_avx2
 #else
 #define KERN_AVX2 NULL
+#define KERN_AVX2_HALF NULL
 #define KERN_AVX512 NULL
 #define PACK_AVX2 pack_t_generic
 #endif /* x86-64 */
@@ -267,8 +311,9 @@ static void kern_avx512(int64_t kc, const float *restrict a,
  * pyreg's conv and dense shapes; the avx512 ones are set by the same rules for
  * a 32 KiB L1d and 1 MiB L2 (untuned: no AVX-512 machine was available). */
 const pr_gemm_kernel pr_gemm_kernels[PR_ISA_COUNT] = {
-    {"generic", G_MR, G_NR, 128, 256, 2048, kern_generic, pack_t_generic},
-    {"avx2", 6, 16, 144, 384, 2048, KERN_AVX2, PACK_AVX2},
-    /* AVX-512 CPUs all have AVX2: the 8 x 8 transposing pack serves them. */
-    {"avx512", 12, 32, 288, 192, 2048, KERN_AVX512, PACK_AVX2},
+    {"generic", G_MR, G_NR, 128, 256, 2048, kern_generic, NULL, pack_t_generic},
+    {"avx2", 6, 16, 144, 384, 2048, KERN_AVX2, KERN_AVX2_HALF, PACK_AVX2},
+    /* AVX-512 CPUs all have AVX2: the 8 x 8 transposing pack serves them.
+     * No half kernel: it could not be run on the development machine. */
+    {"avx512", 12, 32, 288, 192, 2048, KERN_AVX512, NULL, PACK_AVX2},
 };

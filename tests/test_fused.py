@@ -1,8 +1,9 @@
 """ReLU fused into the Conv2D and Dense GEMMs (applied to each output tile
 while it is in cache) gives the same bits as the separate pass it replaces,
-on both convolution paths (implicit GEMM from 16 channels on, im2col chunks
-below); and the C forward functions refuse an output that shares memory with
-an input (they read the input while writing the output)."""
+on every convolution path (implicit GEMM from 16 channels on, im2col chunks
+below, the input itself for a pointwise convolution); and the C forward
+functions refuse an output that shares memory with an input (they read the
+input while writing the output)."""
 import numpy as np
 import pytest
 
@@ -11,7 +12,7 @@ from pyreg import _core
 
 CONV = [
     # (input NHWC, kernel, strides, same padding, filters)
-    ((3, 9, 7, 3), (3, 3), (1, 1), True, 20),     # im2col path
+    ((3, 9, 7, 3), (3, 3), (1, 1), True, 20),     # im2col chunks
     ((2, 11, 10, 16), (3, 3), (1, 1), False, 33),  # implicit
     ((2, 8, 9, 64), (3, 2), (2, 1), True, 7),      # implicit, k blocks split a tap
     ((4, 5, 5, 40), (1, 1), (1, 1), False, 9),     # pointwise: the input is the patch matrix

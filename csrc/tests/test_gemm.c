@@ -175,6 +175,37 @@ static void test_threads(void)
     pr_set_num_threads(0);
 }
 
+/* A column's bits do not depend on how many columns there are: narrow
+ * products (whose slivers run the half kernel, where there is one) against
+ * the same columns of a wide one, for every transpose combination. */
+static void test_narrow(void)
+{
+    static const int64_t Ms[] = {1, 6, 7, 13, 50};
+    static const int64_t Ks[] = {1, 9, 100, 900};
+    const int64_t WIDE = 40;
+    int same = 1;
+    for (int t = 0; t < 4; t++) {
+        int ta = t & 1, tb = t >> 1;
+        for (size_t mi = 0; mi < sizeof Ms / sizeof Ms[0]; mi++)
+            for (size_t ki = 0; ki < sizeof Ks / sizeof Ks[0]; ki++) {
+                int64_t M = Ms[mi], K = Ks[ki];
+                float *A = rand_buf(M * K), *B = rand_buf(K * WIDE);
+                float *Cw = malloc((size_t)(M * WIDE) * sizeof(float));
+                float *Cn = malloc((size_t)(M * WIDE) * sizeof(float));
+                /* B as (K, WIDE) or, transposed, (WIDE, K): the first n
+                 * columns of op(B) are the same numbers for any n. */
+                pr_sgemm(ta, tb, M, WIDE, K, 1.0f, A, ta ? M : K, B, tb ? K : WIDE, 0.0f, Cw, WIDE);
+                for (int64_t n = 1; n <= 19; n++) {
+                    pr_sgemm(ta, tb, M, n, K, 1.0f, A, ta ? M : K, B, tb ? K : WIDE, 0.0f, Cn, n);
+                    for (int64_t i = 0; i < M; i++)
+                        same &= memcmp(Cw + i * WIDE, Cn + i * n, (size_t)n * sizeof(float)) == 0;
+                }
+                free(A); free(B); free(Cw); free(Cn);
+            }
+    }
+    CHECK(same, "isa=%s narrow N: each column's bits as in a wide product", pr_get_isa());
+}
+
 /* The SIMD transposing pack against the portable one, for every register
  * tile width (including avx512's 12 and 32, whose kernel cannot run here). */
 static void test_pack(void)
@@ -223,6 +254,7 @@ int main(void)
         test_shapes();
         test_degenerate();
         test_threads();
+        test_narrow();
     }
     printf("test_gemm: %d passed, %d failed\n", n_pass, n_fail);
     return n_fail ? 1 : 0;

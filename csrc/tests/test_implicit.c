@@ -126,6 +126,8 @@ static void test_conv(void)
         {1, 1, 1, 32, 3, 3, 1, 1, 3, 1},   /* all padding but the centre */
         {5, 4, 9, 40, 1, 3, 1, 2, 50, 0},
         {2, 12, 12, 3, 3, 3, 1, 1, 9, 0},  /* few channels: runs of 3 floats */
+        {3, 7, 9, 5, 3, 3, 2, 2, 6, 1},    /* runs of 5, strided, padded */
+        {2, 9, 8, 15, 6, 6, 1, 2, 4, 1},   /* k blocks split a tap */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) test_conv_case(&cases[i]);
 }
