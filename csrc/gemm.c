@@ -17,14 +17,17 @@
  * C tiles go through a scratch tile.
  *
  * Threads (OpenMP): only output tiles are shared out, either the ic blocks
- * ("ic mode") or, when M has too few blocks, the jr slivers ("jr mode"). Each
+ * ("ic mode": statically, or one at a time from a counter when the whole B
+ * panel is small, see gemm_dynamic) or, when M has too few blocks, the jr
+ * slivers ("jr mode"). Each
  * thread packs what it needs into its own buffers (in ic mode every thread
  * packs the whole B panel, in jr mode every thread packs each A block; the
  * duplicate packing is small next to the compute), so threads never wait for
  * each other. kc depends only on K and the kernel, and each C element is
  * always accumulated by the same kernel in the same k order (mc, nc only group
  * whole tiles), so results are bitwise identical for any thread count.
- * Memory: per thread, one mc x kc A block and at most one kc x nc B panel. */
+ * Memory: per thread, one mc x kc A block and at most one kc x nc B panel
+ * (in dynamic ic mode: a whole K x nc panel, at most 2 MiB). */
 #include "internal.h"
 #include "gemm_internal.h"
 
@@ -120,6 +123,9 @@ typedef struct {
     int ic_mode;         /* parts own ic blocks (else: own jr slivers) */
     float *abuf, *bbuf;  /* per thread: asz and bsz floats */
     int64_t asz, bsz;
+    int dyn;             /* ic mode with dynamic blocks (see gemm_dynamic) */
+    atomic_llong *next;  /* dyn: next ic block, one counter per jc panel */
+    int64_t grain;       /* dyn: consecutive ic blocks taken at a time */
     const pr_patches *pa; /* op(A) is a convolution's patch matrix (or NULL) */
     const float *bias;   /* epilogue (pr_sgemm_ext): N floats, or NULL */
     int relu;
@@ -425,8 +431,41 @@ static void gemm_part(const gemm_job *g, int v, float *abuf, float *bbuf)
     }
 }
 
+/* Dynamic ic mode, when a thread's copy of the whole B panel (every k block)
+ * is small: each thread packs it once, then the threads take runs of `grain`
+ * consecutive ic blocks from a shared counter, each block with all its k
+ * blocks in order. A block is computed by one thread exactly as in the static split
+ * (same packing, kernel and k order), so the bits are the same; but a thread
+ * slowed by another process on its core takes fewer blocks instead of
+ * holding the others up at the end. */
+static void gemm_dynamic(const gemm_job *g, float *abuf, float *bbuf)
+{
+    const int nr = g->kd->nr;
+    const int64_t n_ic = cdiv(g->M, g->mc);
+    for (int64_t jc = 0, jb = 0; jc < g->N; jc += g->nc, jb++) {
+        int64_t nc = min64(g->N - jc, g->nc), nsl = cdiv(nc, nr);
+        /* k block pc at bbuf + pc*nsl*nr (kc is a multiple of 8: aligned) */
+        for (int64_t pc = 0; pc < g->K; pc += g->kc)
+            pack_b(g, bbuf + pc * nsl * nr, jc, nc, pc, min64(g->K - pc, g->kc), 0, nsl);
+        for (;;) {
+            int64_t i0 = atomic_fetch_add(&g->next[jb], g->grain);
+            if (i0 >= n_ic) break;
+            for (int64_t ib = i0; ib < min64(i0 + g->grain, n_ic); ib++) {
+                int64_t ic = ib * g->mc, m = min64(g->M - ic, g->mc);
+                for (int64_t pc = 0; pc < g->K; pc += g->kc) {
+                    int64_t kc = min64(g->K - pc, g->kc);
+                    pack_a(g, abuf, ic, m, pc, kc);
+                    macro(g, abuf, ic, m, bbuf + pc * nsl * nr, jc, 0, nsl, pc, kc,
+                          pc == 0 ? g->beta : 1.0f);
+                }
+            }
+        }
+    }
+}
+
 /* Run by each thread of the team: the parts tid, tid + team size, ... (all
- * of them if the team is smaller than planned). */
+ * of them if the team is smaller than planned); in dynamic mode, blocks
+ * until none is left. */
 static void gemm_thread(const gemm_job *g)
 {
     int tid = 0, nth = 1;
@@ -434,6 +473,10 @@ static void gemm_thread(const gemm_job *g)
     tid = omp_get_thread_num();
     nth = omp_get_num_threads();
 #endif
+    if (g->dyn) {
+        gemm_dynamic(g, g->abuf + tid * g->asz, g->bbuf + tid * g->bsz);
+        return;
+    }
     for (int v = tid; v < g->nt; v += nth)
         gemm_part(g, v, g->abuf + tid * g->asz, g->bbuf + tid * g->bsz);
 }
@@ -547,11 +590,22 @@ int pr_sgemm_ext(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
      * share of its slivers. 64-float rounding keeps each 64-byte aligned. */
     g.asz = cdiv(g.mc * g.kc, 64) * 64;
     g.bsz = cdiv(g.kc * nr * (g.ic_mode ? nsl : cdiv(nsl, nt)), 64) * 64;
+    /* Dynamic blocks when a whole B panel (all of K) is at most 2 MiB. */
+    g.dyn = nt > 1 && g.ic_mode && K * nsl * nr <= ((int64_t)1 << 19);
+    if (g.dyn) {
+        /* runs of consecutive blocks (memory streams stay sequential), about
+         * 8 per thread: fine enough to even out a slowed thread */
+        g.grain = cdiv(n_ic, 8 * (int64_t)nt);
+        g.bsz = cdiv(K * nsl * nr, 64) * 64;
+        g.next = malloc((size_t)cdiv(N, g.nc) * sizeof *g.next);
+        for (int64_t i = 0; g.next && i < cdiv(N, g.nc); i++) atomic_init(&g.next[i], 0);
+    }
     g.abuf = alloc64(nt * g.asz);
     g.bbuf = alloc64(nt * g.bsz);
-    if (!g.abuf || !g.bbuf) {
+    if (!g.abuf || !g.bbuf || (g.dyn && !g.next)) {
         free(g.abuf);
         free(g.bbuf);
+        free(g.next);
         return PR_ENOMEM;
     }
 #ifdef _OPENMP
@@ -560,5 +614,6 @@ int pr_sgemm_ext(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
     gemm_thread(&g);
     free(g.abuf);
     free(g.bbuf);
+    free(g.next);
     return PR_OK;
 }
