@@ -152,6 +152,7 @@ static void test_threads(void)
     static const int64_t shapes[][5] = { /* M, N, K, ta, tb */
         {128, 1024, 3000, 0, 0}, {1152, 128, 2000, 1, 0}, {1500, 128, 1152, 0, 0},
         {1000, 1152, 128, 0, 1}, {97, 257, 1300, 1, 1}, {7, 4300, 300, 0, 0},
+        {20000, 40, 300, 0, 0}, /* dynamic blocks taken several at a time */
     };
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         int64_t M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
