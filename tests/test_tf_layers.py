@@ -88,9 +88,9 @@ def test_conv2d_forward(tfk, case, rng, record):
     assert record("layers: conv2d forward", rel_err(out, ref)) <= FWD_TOL
 
 
-@pytest.mark.parametrize("case", CONV_CASES, ids=_case_id)
-def test_conv2d_gradients(tf, tfk, case, rng, record):
-    layer, klayer, x = _make_conv(tfk, case, rng)
+def _check_conv_against_tf(tf, layer, klayer, x, rng, record):
+    """pyreg's Conv2D `layer` against tf-keras's `klayer` (same weights) on x:
+    output, and the gradients of input, kernel and bias for a random dy."""
     xt = tf.constant(x)
     with tf.GradientTape() as tape:
         tape.watch(xt)
@@ -98,10 +98,17 @@ def test_conv2d_gradients(tf, tfk, case, rng, record):
     dy = rng.standard_normal(yt.shape).astype(np.float32)
     dx_ref, dk_ref, db_ref = tape.gradient(yt, [xt, klayer.kernel, klayer.bias], output_gradients=tf.constant(dy))
     y, dx, (dk, db) = layer_gradients(layer, x, dy)
+    assert y.shape == tuple(yt.shape)
     assert record("layers: conv2d forward", rel_err(y, yt.numpy())) <= FWD_TOL
     assert record("layers: conv2d grad input", rel_err(dx, dx_ref.numpy())) <= GRAD_TOL
     assert record("layers: conv2d grad kernel", rel_err(dk, dk_ref.numpy())) <= GRAD_TOL
     assert record("layers: conv2d grad bias", rel_err(db, db_ref.numpy())) <= GRAD_TOL
+
+
+@pytest.mark.parametrize("case", CONV_CASES, ids=_case_id)
+def test_conv2d_gradients(tf, tfk, case, rng, record):
+    layer, klayer, x = _make_conv(tfk, case, rng)
+    _check_conv_against_tf(tf, layer, klayer, x, rng, record)
 
 
 EDGE_CASES = [
@@ -132,18 +139,7 @@ def test_conv2d_edge_cases(tf, tfk, rng, record, shape, k, s, p, f):
     layer = pyreg.layers.Conv2D(f, k, strides=s, padding=p)
     layer(x[:1])
     layer.set_weights([kernel, bias])
-    xt = tf.constant(x)
-    with tf.GradientTape() as tape:
-        tape.watch(xt)
-        yt = klayer(xt)
-    dy = rng.standard_normal(yt.shape).astype(np.float32)
-    dx_ref, dk_ref, db_ref = tape.gradient(yt, [xt, klayer.kernel, klayer.bias], output_gradients=tf.constant(dy))
-    y, dx, (dk, db) = layer_gradients(layer, x, dy)
-    assert y.shape == tuple(yt.shape)
-    assert record("layers: conv2d forward", rel_err(y, yt.numpy())) <= FWD_TOL
-    assert record("layers: conv2d grad input", rel_err(dx, dx_ref.numpy())) <= GRAD_TOL
-    assert record("layers: conv2d grad kernel", rel_err(dk, dk_ref.numpy())) <= GRAD_TOL
-    assert record("layers: conv2d grad bias", rel_err(db, db_ref.numpy())) <= GRAD_TOL
+    _check_conv_against_tf(tf, layer, klayer, x, rng, record)
 
 
 def test_conv2d_no_bias(tf, tfk, rng):

@@ -60,6 +60,17 @@ def _pair(tfk, opt_factory, reg):
     return km, pm
 
 
+def _assert_config_covers(ours, theirs):
+    """Every key of tf-keras's get_config() is in ours, with the same value
+    (floats to 1e-7)."""
+    assert set(ours) >= set(theirs)
+    for k, v in theirs.items():
+        if isinstance(v, float):
+            assert ours[k] == pytest.approx(v, rel=1e-7), k
+        else:
+            assert ours[k] == v, k
+
+
 @pytest.mark.parametrize("reg", ["l1", "l1_l2"])
 @pytest.mark.parametrize("opt_id,factory", OPTIMIZERS, ids=[o[0] for o in OPTIMIZERS])
 def test_train_on_batch_matches_keras(tfk, fresh, batches, record, opt_id, factory, reg):
@@ -172,24 +183,14 @@ def test_adam_accepts_lr_with_a_warning(tfk):
         warnings.simplefilter("ignore")
         kopt = tfk.optimizers.legacy.Adam(lr=1e-4, decay=1e-6)
     ours, theirs = opt.get_config(), kopt.get_config()
-    assert set(ours) >= set(theirs)
-    for k, v in theirs.items():
-        if isinstance(v, float):
-            assert ours[k] == pytest.approx(v, rel=1e-7), k
-        else:
-            assert ours[k] == v, k
+    _assert_config_covers(ours, theirs)
 
 
 @pytest.mark.parametrize("name", ["Adam", "SGD"])
 def test_defaults_equal_keras_legacy(tfk, name):
     ours = getattr(pyreg.optimizers, name)().get_config()
     theirs = getattr(tfk.optimizers.legacy, name)().get_config()
-    assert set(ours) >= set(theirs)
-    for k, v in theirs.items():
-        if isinstance(v, float):
-            assert ours[k] == pytest.approx(v, rel=1e-7), k
-        else:
-            assert ours[k] == v, k
+    _assert_config_covers(ours, theirs)
     if name == "Adam":
         assert (ours["beta_1"], ours["beta_2"], ours["epsilon"], ours["amsgrad"]) == (0.9, 0.999, 1e-7, False)
         assert ours["learning_rate"] == pytest.approx(0.001)
